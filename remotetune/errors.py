@@ -1,0 +1,124 @@
+"""One exception tree, rooted at :class:`RemotetuneError`.
+
+Each error knows how to explain itself: ``str(err)`` is a message a user can act on
+(what went wrong, where, and how to fix it).
+"""
+
+from __future__ import annotations
+
+
+class RemotetuneError(Exception):
+    """Root of every error remotetune raises on purpose."""
+
+    exit_code = 1
+
+
+class ConfigError(RemotetuneError):
+    """A bad experiment or machines file. Names the file, the key, the line and the fix."""
+
+    exit_code = 2
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        file: str | None = None,
+        key: str | None = None,
+        line: int | None = None,
+        hint: str | None = None,
+    ) -> None:
+        self.message = message
+        self.file = file
+        self.key = key
+        self.line = line
+        self.hint = hint
+        super().__init__(self.__str__())
+
+    def __str__(self) -> str:
+        where = ""
+        if self.file:
+            where = self.file
+            if self.line is not None:
+                where += f":{self.line}"
+            where += ": "
+        key = f"{self.key}: " if self.key else ""
+        hint = f" ({self.hint})" if self.hint else ""
+        return f"{where}{key}{self.message}{hint}"
+
+
+class SearchSpaceError(ConfigError):
+    """An invalid search space (NNI's JSON format)."""
+
+
+class TunerError(RemotetuneError):
+    """A tuner could not be built or failed to suggest."""
+
+
+class StoreError(RemotetuneError):
+    """The SQLite store is missing, locked or from an unknown version."""
+
+
+class ExperimentNotFound(StoreError):
+    def __init__(self, experiment_id: str) -> None:
+        super().__init__(
+            f"no experiment {experiment_id!r} in the store (run `remotetune ls` to list them)"
+        )
+
+
+class TransportError(RemotetuneError):
+    """Reaching a host failed. ``host`` names the machine; ``reason`` is a short category."""
+
+    exit_code = 3
+    reason = "transport"
+
+    def __init__(self, host: str, message: str, *, hint: str | None = None) -> None:
+        self.host = host
+        self.message = message
+        self.hint = hint
+        super().__init__(self.__str__())
+
+    def __str__(self) -> str:
+        hint = f" ({self.hint})" if self.hint else ""
+        return f"{self.host}: {self.message}{hint}"
+
+
+class HostUnreachable(TransportError):
+    """Name resolution, connection refused, timeout or a dropped connection."""
+
+    reason = "unreachable"
+
+
+class AuthenticationFailed(TransportError):
+    reason = "authentication"
+
+
+class HostKeyError(TransportError):
+    """Unknown or mismatched host key."""
+
+    reason = "host key"
+
+
+class RemoteSetupError(TransportError):
+    """The host is reachable but unusable: no Python, workdir not writable, disk full."""
+
+    reason = "host setup"
+
+
+class CommandFailed(TransportError):
+    """A remote command exited non-zero. Carries the command and its result."""
+
+    reason = "command"
+
+    def __init__(self, host: str, command: str, exit_code: int, stdout: str, stderr: str) -> None:
+        self.command = command
+        self.exit_code_ = exit_code
+        self.stdout = stdout
+        self.stderr = stderr
+        tail = "\n".join((stderr or stdout).strip().splitlines()[-5:])
+        super().__init__(host, f"command exited {exit_code}: {command}\n{tail}".rstrip())
+
+
+class SyncError(TransportError):
+    """The trial code directory could not be sent (too large, unreadable...)."""
+
+    reason = "sync"
