@@ -107,6 +107,7 @@ class TrialRecord:
     status: TrialStatus
     parameter_id: int = 0  # the tuner's id for this configuration (NNI's parameter_id)
     attempt: int = 1  # 2+ when re-queued after its host was lost
+    retry_of: str | None = None  # the LOST (or retried FAILED) trial this one repeats
     host: str | None = None
     gpus: tuple[int, ...] = ()
     pid: int | None = None
