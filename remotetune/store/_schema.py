@@ -1,0 +1,194 @@
+"""The store's schema as named, recorded migrations.
+
+Each migration is a function applied once, in list order, inside one transaction that also
+records its name and time in ``_migrations``. Never edit or reorder a released migration:
+append a new one. A database that records a migration this code does not know was written by
+a newer remotetune; opening it raises :class:`StoreError` instead of guessing.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from sqlite_utils import Database
+
+from remotetune.errors import StoreError
+
+logger = logging.getLogger(__name__)
+
+MIGRATIONS_TABLE = "_migrations"
+
+
+@dataclass(frozen=True)
+class Migration:
+    name: str
+    apply: Callable[[Database], None]
+
+
+def _m001_initial(db: Database) -> None:
+    db.table("experiments").create(
+        {
+            "id": str,
+            "name": str,
+            "status": str,
+            "config": str,  # JSON
+            "config_file": str,
+            "machines": str,  # JSON list of host specs (no secrets)
+            "tuner": str,
+            "optimize_mode": str,
+            "max_trial_number": int,
+            "max_experiment_duration": float,
+            "trial_concurrency": int,
+            "created_at": float,
+            "started_at": float,
+            "ended_at": float,
+            "message": str,
+            "source": str,
+        },
+        pk="id",
+        not_null=["name", "status", "config", "source"],
+    )
+    db.table("trials").create(
+        {
+            "experiment_id": str,
+            "id": str,
+            "sequence": int,
+            "parameter_id": int,
+            "attempt": int,
+            "retry_of": str,
+            "parameters": str,  # JSON
+            "status": str,
+            "host": str,
+            "gpus": str,  # JSON list of GPU indices
+            "pid": int,
+            "trial_dir": str,
+            "created_at": float,
+            "started_at": float,
+            "ended_at": float,
+            "exit_code": int,
+            "final": float,
+            "best_intermediate": float,
+            "latest_intermediate": float,
+            "intermediate_count": int,
+            "message": str,
+            "stdout_tail": str,
+            "stderr_tail": str,
+            "metrics_offset": int,
+        },
+        pk=("experiment_id", "id"),
+        not_null=["sequence", "parameters", "status", "metrics_offset"],
+        defaults={"metrics_offset": 0, "intermediate_count": 0, "attempt": 1},
+        foreign_keys=[("experiment_id", "experiments", "id")],
+    )
+    db.table("trials").create_index(["experiment_id", "sequence"], index_name="idx_trials_sequence")
+    db.table("trials").create_index(["experiment_id", "status"], index_name="idx_trials_status")
+    db.table("metrics").create(
+        {
+            "experiment_id": str,
+            "trial_id": str,
+            "seq": int,
+            "kind": str,
+            "value": float,
+            "raw": str,  # JSON
+            "time": float,
+        },
+        pk=("experiment_id", "trial_id", "seq"),  # the unique (experiment_id, trial_id, seq)
+        not_null=["kind", "value", "raw"],
+        foreign_keys=[("experiment_id", "experiments", "id")],
+    )
+    db.table("events").create(
+        {
+            "id": int,
+            "experiment_id": str,
+            "time": float,
+            "kind": str,
+            "level": str,
+            "message": str,
+            "trial_id": str,
+            "host": str,
+        },
+        pk="id",
+        not_null=["experiment_id", "time", "kind", "level", "message"],
+        foreign_keys=[("experiment_id", "experiments", "id")],
+    )
+    db.table("events").create_index(["experiment_id", "id"], index_name="idx_events_experiment")
+    db.table("hosts").create(
+        {
+            "experiment_id": str,
+            "host": str,
+            "reachable": int,
+            "gpus": str,  # JSON list of GpuInfo objects
+            "gpu_holders": str,  # JSON object: GPU index -> trial ids
+            "slots": int,
+            "running": int,
+            "message": str,
+            "updated_at": float,
+        },
+        pk=("experiment_id", "host"),
+        not_null=["reachable", "gpus", "gpu_holders"],
+        foreign_keys=[("experiment_id", "experiments", "id")],
+    )
+
+
+def _m002_experiment_created_index(db: Database) -> None:
+    db.table("experiments").create_index(["created_at"], index_name="idx_experiments_created")
+
+
+MIGRATIONS: tuple[Migration, ...] = (
+    Migration("0001_initial", _m001_initial),
+    Migration("0002_experiment_created_index", _m002_experiment_created_index),
+)
+
+
+def applied_migrations(db: Database) -> list[str]:
+    if not db.table(MIGRATIONS_TABLE).exists():
+        return []
+    rows = db.execute(f"select name from {MIGRATIONS_TABLE} order by rowid").fetchall()
+    return [name for (name,) in rows]
+
+
+def migrate(db: Database, path: str, migrations: tuple[Migration, ...] = MIGRATIONS) -> list[str]:
+    """Apply the pending migrations in order; return the names applied now.
+
+    Runs under ``BEGIN IMMEDIATE`` so two processes opening a new file at once do not both
+    create the tables: the second waits (busy timeout), then finds nothing left to do.
+    """
+    known = {m.name for m in migrations}
+    done = applied_migrations(db)
+    unknown = [name for name in done if name not in known]
+    if unknown:
+        raise StoreError(
+            f"{path}: the store records migrations this remotetune does not know "
+            f"({', '.join(unknown)}); it was written by a newer remotetune "
+            "(upgrade remotetune, or set REMOTETUNE_HOME to use another store)"
+        )
+    if len(done) == len(migrations):
+        return []
+    conn = db.conn
+    conn.execute("BEGIN IMMEDIATE")
+    applied: list[str] = []
+    try:
+        db.execute(
+            f"create table if not exists {MIGRATIONS_TABLE} "
+            "(name text primary key, applied_at real not null)"
+        )
+        done_now = set(applied_migrations(db))
+        for migration in migrations:
+            if migration.name in done_now:
+                continue
+            logger.info("store %s: applying migration %s", path, migration.name)
+            migration.apply(db)
+            db.execute(
+                f"insert into {MIGRATIONS_TABLE} (name, applied_at) values (?, ?)",
+                (migration.name, time.time()),
+            )
+            applied.append(migration.name)
+        conn.execute("COMMIT")
+    except BaseException:
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+        raise
+    return applied
