@@ -357,11 +357,11 @@ class SlotTable:
             if running >= slots:
                 return f"all {_plural(slots, 'slot')} taken"
             return f"{slots - running} of {_plural(slots, 'slot')} free"
+        if state.known_gpus() is None:
+            return f"GPUs unknown: {state.error}" if state.error else "GPUs not discovered yet"
         never = self._never(state)
         if never is not None:
             return f"can never take a trial: {never}"
-        if state.known_gpus() is None:
-            return "GPUs not discovered yet"
         return ", ".join(self._gpu_clauses(state))
 
     def _excluded_clauses(self, state: _Host) -> list[str]:
