@@ -1,0 +1,41 @@
+"""Experiment and machines files (NNI v2 keys, remotetune's own), read into typed settings.
+
+Every error is a :class:`remotetune.errors.ConfigError` that names the file, the key, its
+line and the fix. See docs/config.md for every key.
+"""
+
+from __future__ import annotations
+
+from remotetune.config._experiment import (
+    EXPERIMENT_KEYS,
+    NNI_IGNORED_KEYS,
+    ExperimentConfig,
+    TunerSpec,
+    load_experiment,
+    parse_experiment,
+)
+from remotetune.config._fields import parse_duration
+from remotetune.config._machines import (
+    HOST_KEYS,
+    NNI_HOST_KEYS,
+    host_to_public_dict,
+    load_machines,
+    local_machine,
+    parse_machines,
+)
+
+__all__ = [
+    "EXPERIMENT_KEYS",
+    "HOST_KEYS",
+    "NNI_HOST_KEYS",
+    "NNI_IGNORED_KEYS",
+    "ExperimentConfig",
+    "TunerSpec",
+    "host_to_public_dict",
+    "load_experiment",
+    "load_machines",
+    "local_machine",
+    "parse_duration",
+    "parse_experiment",
+    "parse_machines",
+]

@@ -1,0 +1,344 @@
+"""The experiment file: NNI v2 keys plus remotetune's own, read into :class:`ExperimentConfig`."""
+
+from __future__ import annotations
+
+import copy
+import logging
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from remotetune.config._fields import Section, Source, describe
+from remotetune.config._machines import (
+    local_machine,
+    parse_host_list,
+    read_gpu_indices,
+    read_text,
+)
+from remotetune.config._yaml import KeyPath, dotted, line_of, load_json, load_yaml
+from remotetune.errors import ConfigError, SearchSpaceError
+from remotetune.model import HostSpec, OptimizeMode
+from remotetune.space import SearchSpace
+
+logger = logging.getLogger(__name__)
+
+#: Keys an experiment file may have (NNI v2 names, then remotetune's own).
+EXPERIMENT_KEYS: tuple[str, ...] = (
+    "experimentName", "searchSpace", "searchSpaceFile", "trialCommand", "trialCodeDirectory",
+    "trialConcurrency", "maxTrialNumber", "maxExperimentDuration", "maxTrialDuration",
+    "trialGpuNumber", "tuner", "assessor", "trainingService",
+    "pollInterval", "hostGracePeriod", "maxTrialRetries", "retryFailedTrials",
+    "killGracePeriod", "seed",
+)
+#: NNI keys that are accepted and ignored, with a warning.
+NNI_IGNORED_KEYS: tuple[str, ...] = (
+    "useAnnotation", "debug", "logLevel", "experimentWorkingDirectory", "nniManagerIp",
+    "tunerGpuIndices",
+)
+TUNER_KEYS: tuple[str, ...] = ("name", "className", "codeDirectory", "classArgs")
+_NNI_V1 = {
+    "authorName": "experimentName", "searchSpacePath": "searchSpaceFile",
+    "maxExecDuration": "maxExperimentDuration", "maxTrialNum": "maxTrialNumber",
+    "trainingServicePlatform": "trainingService: {platform: ...}",
+    "trial": "trialCommand, trialCodeDirectory and trialGpuNumber",
+    "machineList": "trainingService: {platform: remote, machineList: [...]}",
+    "localConfig": "trainingService: {platform: local, ...}",
+}
+_LOCAL_SERVICE_KEYS = ("platform", "gpuIndices", "maxTrialNumberPerGpu", "useActiveGpu",
+                       "reuseMode")
+_REMOTE_SERVICE_KEYS = ("platform", "machineList", "reuseMode")
+_SPACE_TOKEN = re.compile(r"\[([^\]]*)\]|([^.\[\]]+)")
+
+
+@dataclass(frozen=True)
+class TunerSpec:
+    """A tuner or assessor: a built-in ``name``, or a ``module.Class`` from ``code_directory``.
+
+    For a custom class (NNI's ``className``) ``name`` is the class path and
+    ``code_directory`` the absolute directory to import it from (None: already importable).
+    """
+
+    name: str
+    class_args: Mapping[str, Any] = field(default_factory=dict)
+    code_directory: str | None = None
+
+
+@dataclass(frozen=True)
+class ExperimentConfig:
+    """A validated experiment file. Durations are seconds; paths are absolute."""
+
+    file: str | None
+    name: str
+    search_space: SearchSpace
+    trial_command: str
+    trial_code_directory: Path
+    trial_concurrency: int = 1
+    max_trial_number: int | None = None
+    max_experiment_duration: float | None = None
+    max_trial_duration: float | None = None
+    trial_gpu_number: int | None = None
+    tuner: TunerSpec = field(
+        default_factory=lambda: TunerSpec("TPE", {"optimize_mode": "maximize"})
+    )
+    assessor: TunerSpec | None = None
+    poll_interval: float = 0.05
+    host_grace_period: float = 300.0
+    max_trial_retries: int = 2
+    retry_failed_trials: int = 0
+    kill_grace_period: float = 10.0
+    seed: int | None = None
+    machines: tuple[HostSpec, ...] | None = None  # from trainingService, if given
+    raw: Mapping[str, Any] = field(default_factory=dict)  # search space inlined, for the store
+
+    @property
+    def optimize_mode(self) -> OptimizeMode:
+        """From the tuner's ``classArgs.optimize_mode``; maximize when unset."""
+        return OptimizeMode(str(self.tuner.class_args.get("optimize_mode", "maximize")))
+
+
+def load_experiment(path: str | os.PathLike[str]) -> ExperimentConfig:
+    """Read an experiment YAML file; relative paths in it start at its directory."""
+    file = os.fspath(path)
+    loaded = load_yaml(read_text(file), file=file)
+    src = Source(file, Path(os.path.abspath(file)).parent, loaded.lines)
+    return _parse(loaded.data, src)
+
+
+def parse_experiment(
+    data: Mapping[str, Any], *, file: str | None = None, base_dir: Path | None = None
+) -> ExperimentConfig:
+    """Like :func:`load_experiment` for data already loaded (errors carry no line)."""
+    return _parse(data, Source(file, Path(base_dir or Path.cwd()).absolute()))
+
+
+def _parse(data: Any, src: Source) -> ExperimentConfig:
+    if data is None:
+        raise src.error((), "the file is empty", hint="add at least trialCommand, "
+                        "trialConcurrency and searchSpace (see docs/config.md)")
+    top = Section(src, (), data, what="a mapping of experiment keys")
+    _check_top_keys(top)
+    space, space_raw = _search_space(top)
+    code_dir = top.local_path("trialCodeDirectory", kind="directory", default=".")
+    assert code_dir is not None
+    concurrency = top.integer("trialConcurrency", required=True, minimum=1, example="4")
+    assert concurrency is not None
+    tuner = _tuner(top, "tuner") or TunerSpec("TPE", {"optimize_mode": "maximize"})
+    machines = _training_service(top, concurrency)
+    seed = top.integer("seed", minimum=0, maximum=2**32 - 1, example="42")
+    stem = Path(src.file).stem if src.file else "experiment"
+    raw = _raw(top, space_raw, code_dir, tuner, machines)
+    return ExperimentConfig(
+        file=None if src.file is None else os.path.abspath(src.file),
+        name=top.text("experimentName", default=stem, example="mnist-lr") or stem,
+        search_space=space,
+        trial_command=top.text("trialCommand", required=True, example="python3 train.py")
+        or "",
+        trial_code_directory=code_dir,
+        trial_concurrency=concurrency,
+        max_trial_number=top.integer("maxTrialNumber", minimum=1, example="100"),
+        max_experiment_duration=top.seconds("maxExperimentDuration", positive=True,
+                                            example='"2h"'),
+        max_trial_duration=top.seconds("maxTrialDuration", positive=True, example='"30m"'),
+        trial_gpu_number=top.integer("trialGpuNumber", minimum=0, example="1"),
+        tuner=tuner,
+        assessor=_tuner(top, "assessor"),
+        poll_interval=_seconds(top, "pollInterval", 0.05, positive=True, example="0.5"),
+        host_grace_period=_seconds(top, "hostGracePeriod", 300.0, example='"5m"'),
+        max_trial_retries=top.integer("maxTrialRetries", default=2, minimum=0) or 0,
+        retry_failed_trials=top.integer("retryFailedTrials", default=0, minimum=0) or 0,
+        kill_grace_period=_seconds(top, "killGracePeriod", 10.0, example='"10s"'),
+        seed=seed,
+        machines=machines,
+        raw=raw,
+    )
+
+
+def _seconds(top: Section, key: str, default: float, *, positive: bool = False,
+             example: str) -> float:
+    value = top.seconds(key, default=default, positive=positive, example=example)
+    return default if value is None else value
+
+
+def _check_top_keys(top: Section) -> None:
+    for key in top.data:
+        if key in EXPERIMENT_KEYS:
+            continue
+        if key == "useAnnotation" and top.get(key) is True:
+            raise top.fail(key, "NNI annotations are not supported",
+                           hint="write the search space in searchSpace or searchSpaceFile, "
+                           "call nni.get_next_parameter() (or remotetune.trial) in the trial, "
+                           "and set useAnnotation: false")
+        if key in NNI_IGNORED_KEYS:
+            logger.warning("%s: %s is an NNI setting remotetune ignores",
+                           _where(top, key), key)
+            continue
+        if key in _NNI_V1:
+            raise top.fail(key, f"{key} is an NNI v1 key",
+                           hint=f"remotetune reads NNI v2 files: use {_NNI_V1[key]}")
+        if key == "advisor":
+            raise top.fail(key, "advisors are not supported",
+                           hint="use a tuner (and an assessor for early stopping)")
+        raise top.unknown(key, EXPERIMENT_KEYS)
+
+
+def _where(sec: Section, key: str) -> str:
+    line = sec.src.line(sec.path_of(key))
+    return f"{sec.src.file or '<config>'}" + (f":{line}" if line else "")
+
+
+def _search_space(top: Section) -> tuple[SearchSpace, dict[str, Any]]:
+    inline, named = top.has("searchSpace"), top.has("searchSpaceFile")
+    if inline and named:
+        raise top.fail("searchSpaceFile", "searchSpace and searchSpaceFile are both given",
+                       hint="keep exactly one of them")
+    if not inline and not named:
+        raise top.src.error(("searchSpaceFile",), "a search space is required (missing at "
+                            "the top level)", hint="add `searchSpaceFile: search_space.json` "
+                            "or an inline `searchSpace:` mapping")
+    if inline:
+        data = top.get("searchSpace")
+        if not isinstance(data, Mapping):
+            raise top.fail("searchSpace", f"expected a mapping of parameters, got "
+                           f"{describe(data)}", hint="write one `name: {_type: ..., _value: "
+                           "[...]}` line per parameter")
+        return _parse_space(data, top.src.file, top.src.lines, ("searchSpace",)), dict(data)
+    path = top.local_path("searchSpaceFile", kind="file", example="search_space.json")
+    assert path is not None
+    text = read_text(str(path))
+    loaded = load_json(text, file=str(path)) if path.suffix.lower() == ".json" \
+        else load_yaml(text, file=str(path))
+    if not isinstance(loaded.data, Mapping):
+        raise ConfigError(f"expected a mapping of parameters, got {describe(loaded.data)}",
+                          file=str(path), line=1,
+                          hint='write e.g. {"lr": {"_type": "loguniform", "_value": [1e-5, 0.1]}}')
+    return _parse_space(loaded.data, str(path), loaded.lines, ()), dict(loaded.data)
+
+
+def _parse_space(data: Mapping[str, Any], file: str | None, lines: Mapping[KeyPath, int],
+                 base: KeyPath) -> SearchSpace:
+    try:
+        return SearchSpace.parse(data, file=file)
+    except SearchSpaceError as exc:
+        inner = _space_path(data, exc.key or "")
+        key = dotted(base) + ("." if base and exc.key else "") + (exc.key or "")
+        line = line_of(lines, (*base, *inner)) if lines else None
+        raise SearchSpaceError(exc.message, file=file, key=key or None, line=line,
+                               hint=exc.hint) from None
+
+
+def _space_path(data: Any, key: str) -> KeyPath:
+    """The YAML path of a search-space key like ``model[conv].kernel`` or ``opt[1]``."""
+    tokens = [(m.group(1), m.group(2)) for m in _SPACE_TOKEN.finditer(key)]
+    path: list[str | int] = []
+    node, i = data, 0
+    while i < len(tokens):
+        bracket, plain = tokens[i]
+        if isinstance(node, Mapping) and plain is not None:
+            for j in range(len(tokens), i, -1):  # longest run of names that is a key (dots)
+                words = [t[1] for t in tokens[i:j]]
+                if None not in words and ".".join(words) in node:  # type: ignore[arg-type]
+                    name = ".".join(words)  # type: ignore[arg-type]
+                    path.append(name)
+                    node, i = node[name], j
+                    break
+            else:
+                break
+            continue
+        options = node.get("_value") if isinstance(node, Mapping) else node
+        if not isinstance(options, list):
+            break
+        wanted = bracket if bracket is not None else plain
+        index = next((n for n, o in enumerate(options)
+                      if isinstance(o, Mapping) and o.get("_name") == wanted), None)
+        if index is None and wanted is not None and wanted.isdigit():
+            index = int(wanted)
+        if index is None or index >= len(options):
+            break
+        if isinstance(node, Mapping):
+            path.append("_value")
+        path.append(index)
+        node, i = options[index], i + 1
+    return tuple(path)
+
+
+def _tuner(top: Section, key: str) -> TunerSpec | None:
+    sec = top.section(key, what="a mapping with name (or className) and classArgs")
+    if sec is None:
+        return None
+    for item in sec.data:
+        if item not in TUNER_KEYS:
+            raise sec.unknown(item, TUNER_KEYS)
+    if sec.has("name") == sec.has("className"):
+        raise sec.fail("name", f"give {key} exactly one of name (a built-in) or className",
+                       hint=f"e.g. `{key}: {{name: TPE, classArgs: {{optimize_mode: maximize}}}}`")
+    code_dir: str | None = None
+    if sec.has("className"):
+        code = sec.local_path("codeDirectory", kind="directory", example=".")
+        code_dir = None if code is None else str(code)
+    elif sec.has("codeDirectory"):
+        raise sec.fail("codeDirectory", "codeDirectory goes with className",
+                       hint="remove it, or name your class with `className: module.Class`")
+    name = sec.text("name", example="TPE") or sec.text("className", example="mod.MyTuner")
+    args_sec = sec.section("classArgs", what="a mapping of argument names to values")
+    args = dict(args_sec.data) if args_sec is not None else {}
+    mode = args.get("optimize_mode")
+    if mode is not None and mode not in ("maximize", "minimize"):
+        assert args_sec is not None
+        raise args_sec.fail("optimize_mode", f"expected maximize or minimize, got "
+                            f"{describe(mode)}", hint="write `optimize_mode: maximize`")
+    return TunerSpec(name=name or "", class_args=args, code_directory=code_dir)
+
+
+def _training_service(top: Section, concurrency: int) -> tuple[HostSpec, ...] | None:
+    if isinstance(top.get("trainingService"), list):
+        raise top.fail("trainingService", "several training services (NNI hybrid mode) are "
+                       "not supported", hint="use one `platform: remote` with every machine "
+                       "in its machineList")
+    sec = top.section("trainingService", what="a mapping with platform: local or remote")
+    if sec is None:
+        return None
+    platform = sec.text("platform", required=True, example="remote")
+    if platform not in ("local", "remote"):
+        raise sec.fail("platform", f"platform {platform!r} is not supported",
+                       hint="remotetune runs `local` or `remote` (SSH) trials")
+    known = _LOCAL_SERVICE_KEYS if platform == "local" else _REMOTE_SERVICE_KEYS
+    for key in sec.data:
+        if key not in known:
+            raise sec.unknown(key, known, hint=f"keys of platform: {platform}")
+    if sec.has("reuseMode"):
+        logger.warning("%s: trainingService.reuseMode is an NNI setting remotetune ignores",
+                       _where(sec, "reuseMode"))
+    if platform == "local":
+        spec = local_machine(concurrency)
+        return (HostSpec(
+            name=spec.name, host=spec.host, local=True, slots=spec.slots,
+            gpu_indices=read_gpu_indices(sec, "gpuIndices"),
+            max_trials_per_gpu=sec.integer("maxTrialNumberPerGpu", default=1, minimum=1) or 1,
+            use_active_gpu=sec.flag("useActiveGpu", default=False),
+        ),)
+    entries = sec.get("machineList")
+    if not isinstance(entries, list) or not entries:
+        raise sec.fail("machineList", f"expected a non-empty list of machines, got "
+                       f"{describe(entries)}", hint="add `machineList:` with one `- host: ...` "
+                       "entry per machine, or use a machines.yml file")
+    return parse_host_list(sec.src, (*sec.path, "machineList"), entries, defaults=None, nni=True)
+
+
+def _raw(top: Section, space: dict[str, Any], code_dir: Path, tuner: TunerSpec,
+         machines: tuple[HostSpec, ...] | None) -> dict[str, Any]:
+    """The file as loaded, re-parseable anywhere: search space inlined, paths absolute."""
+    raw = copy.deepcopy(dict(top.data))
+    raw.pop("searchSpaceFile", None)
+    raw["searchSpace"] = copy.deepcopy(space)
+    raw["trialCodeDirectory"] = str(code_dir)
+    if tuner.code_directory is not None:
+        raw["tuner"]["codeDirectory"] = tuner.code_directory
+    service = raw.get("trainingService")
+    if machines and isinstance(service, dict) and isinstance(service.get("machineList"), list):
+        for entry, spec in zip(service["machineList"], machines, strict=True):
+            if isinstance(entry, dict) and spec.identity_file is not None:
+                entry["sshKeyFile"] = spec.identity_file
+    return raw
