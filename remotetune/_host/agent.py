@@ -1,0 +1,439 @@
+"""The host agent: one small process per host, driven by the controller over a pipe.
+
+Standard library only, Python >= 3.8: shipped to bare hosts by the controller and started
+on one SSH exec channel (or as a local subprocess). It launches trials detached, reads
+their metric and exit files, and kills process groups. It keeps no state the controller
+needs: trials outlive the agent, and everything about a trial is in its directory::
+
+    launch.json    what to run (written by the controller)
+    parameters.json
+    run.sh         the shell script: the host's `setup` lines, then the trialCommand
+    pid.json       {"pid", "pgid", "launcher_pid", "started", "hostname"}  (by the launcher)
+    metrics.jsonl  appended by the trial (remotetune.trial)
+    stdout.log stderr.log
+    exit.json      {"code", "signal", "ended", "reason"}  (by the launcher, atomically)
+
+Protocol: a request is one JSON line; when it carries ``"size": N`` exactly N raw bytes
+follow. The answer is one JSON line ``{"id": ..., "ok": true, ...}`` or
+``{"id": ..., "ok": false, "error": "...", "kind": "..."}``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+
+SETUP_FAILED_EXIT = 254
+
+
+def _abspath(workdir: str, path: str) -> str:
+    return path if os.path.isabs(path) else os.path.join(workdir, path)
+
+
+def write_atomic(path: str, data: bytes, mode: int = 0o644) -> None:
+    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+    tmp = "%s.tmp.%d" % (path, os.getpid())
+    with open(tmp, "wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+    os.chmod(tmp, mode)
+    os.replace(tmp, path)
+
+
+def _read_json(path: str):
+    try:
+        with open(path, "rb") as f:
+            return json.loads(f.read().decode("utf-8"))
+    except (OSError, ValueError):
+        return None
+
+
+def group_alive(pgid: int) -> bool:
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    # A zombie leader still counts; check /proc when we can.
+    return True
+
+
+# --------------------------------------------------------------------------- launcher
+
+
+def _shell() -> str:
+    for candidate in ("/bin/bash", "/usr/bin/bash", "/bin/sh"):
+        if os.path.exists(candidate):
+            return candidate
+    return "sh"
+
+
+def _run_launcher(trial_dir: str, spec: dict, report_fd: int) -> None:
+    """Runs in the detached grandchild: start the trial, wait, record how it ended."""
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    env = dict(os.environ)
+    env.update({str(k): str(v) for k, v in spec.get("env", {}).items()})
+    for key in spec.get("unset_env", []):
+        env.pop(key, None)
+    for key, value in spec.get("prepend_env", {}).items():
+        env[key] = value + (os.pathsep + env[key] if env.get(key) else "")
+    script = os.path.join(trial_dir, "run.sh")
+    out = open(os.path.join(trial_dir, "stdout.log"), "ab")
+    err = open(os.path.join(trial_dir, "stderr.log"), "ab")
+    started = time.time()
+    try:
+        proc = subprocess.Popen(
+            [_shell(), script],
+            cwd=spec.get("cwd") or trial_dir,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=err,
+            start_new_session=True,
+        )
+    except OSError as exc:
+        write_atomic(
+            os.path.join(trial_dir, "exit.json"),
+            json.dumps({"code": 127, "signal": None, "ended": time.time(),
+                        "reason": "launch failed: %s" % exc}).encode(),
+        )
+        os.write(report_fd, json.dumps({"error": str(exc)}).encode())
+        return
+    info = {
+        "pid": proc.pid,
+        "pgid": proc.pid,
+        "launcher_pid": os.getpid(),
+        "started": started,
+        "hostname": socket.gethostname(),
+    }
+    write_atomic(os.path.join(trial_dir, "pid.json"), json.dumps(info).encode())
+    os.write(report_fd, json.dumps(info).encode())
+    os.close(report_fd)
+    out.close()
+    err.close()
+
+    max_duration = spec.get("max_duration")
+    grace = float(spec.get("kill_grace", 10.0))
+    reason = None
+    if max_duration:
+        deadline = started + float(max_duration)
+        while proc.poll() is None:
+            left = deadline - time.time()
+            if left <= 0:
+                reason = "timeout"
+                _terminate_group(proc.pid, grace, lambda: proc.poll() is not None)
+                break
+            time.sleep(min(left, 0.5))
+    code = proc.wait()
+    # Reap what is left of the group (a trial's own children) once the shell is gone.
+    ended = time.time()
+    sig = -code if code < 0 else None
+    result = {"code": code if code >= 0 else 128 + (sig or 0), "signal": sig,
+              "ended": ended, "reason": reason}
+    if code == SETUP_FAILED_EXIT:
+        result["reason"] = "setup failed"
+    write_atomic(os.path.join(trial_dir, "exit.json"), json.dumps(result).encode())
+
+
+def _terminate_group(pgid: int, grace: float, gone=None) -> bool:
+    try:
+        os.killpg(pgid, signal.SIGTERM)
+    except ProcessLookupError:
+        return True
+    deadline = time.time() + grace
+    while time.time() < deadline:
+        if (gone and gone()) or not group_alive(pgid):
+            break
+        time.sleep(0.05)
+    try:
+        os.killpg(pgid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    return not group_alive(pgid)
+
+
+def launch(trial_dir: str, spec: dict) -> dict:
+    """Start the trial detached (double fork + setsid) and return its pid info."""
+    read_fd, write_fd = os.pipe()
+    child = os.fork()
+    if child == 0:  # first child: new session, fork again, exit
+        try:
+            os.close(read_fd)
+            os.setsid()
+            if os.fork() != 0:
+                os._exit(0)
+            devnull = os.open(os.devnull, os.O_RDWR)
+            log = os.open(os.path.join(trial_dir, "launcher.log"),
+                          os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+            os.dup2(devnull, 0)
+            os.dup2(devnull, 1)
+            os.dup2(log, 2)
+            try:
+                _run_launcher(trial_dir, spec, write_fd)
+            except BaseException as exc:  # noqa: BLE001 - last words go to launcher.log
+                os.write(2, ("launcher error: %r\n" % (exc,)).encode())
+                os._exit(1)
+            os._exit(0)
+        except BaseException:  # noqa: BLE001
+            os._exit(1)
+    os.close(write_fd)
+    os.waitpid(child, 0)
+    chunks = []
+    while True:
+        chunk = os.read(read_fd, 4096)
+        if not chunk:
+            break
+        chunks.append(chunk)
+    os.close(read_fd)
+    raw = b"".join(chunks)
+    if not raw:
+        raise RuntimeError("the launcher died before starting the trial; see %s/launcher.log"
+                           % trial_dir)
+    info = json.loads(raw.decode())
+    if "error" in info:
+        raise RuntimeError("cannot start the trial: %s" % info["error"])
+    return info
+
+
+# --------------------------------------------------------------------------- ops
+
+
+def op_hello(workdir: str, req: dict, payload):
+    os.makedirs(workdir, exist_ok=True)
+    return {
+        "python": "%d.%d.%d" % sys.version_info[:3],
+        "executable": sys.executable,
+        "pid": os.getpid(),
+        "hostname": socket.gethostname(),
+        "home": os.path.expanduser("~"),
+        "workdir": workdir,
+        "cpus": os.cpu_count() or 1,
+    }
+
+
+def op_write(workdir: str, req: dict, payload):
+    path = _abspath(workdir, req["path"])
+    write_atomic(path, payload or b"", int(req.get("mode", 0o644)))
+    return {"path": path}
+
+
+def op_launch(workdir: str, req: dict, payload):
+    trial_dir = _abspath(workdir, req["trial_dir"])
+    os.makedirs(trial_dir, exist_ok=True)
+    for name, text in req.get("files", {}).items():
+        write_atomic(os.path.join(trial_dir, name), text.encode("utf-8"))
+    with open(os.path.join(trial_dir, "launch.json"), "rb") as f:
+        spec = json.loads(f.read().decode("utf-8"))
+    if os.path.exists(os.path.join(trial_dir, "pid.json")):
+        raise RuntimeError("trial already launched in %s" % trial_dir)
+    return launch(trial_dir, spec)
+
+
+def _read_from(path: str, offset: int, max_bytes: int, final: bool):
+    """Whole lines from ``offset``; a torn last line only once the trial has ended."""
+    try:
+        with open(path, "rb") as f:
+            f.seek(offset)
+            data = f.read(max_bytes + 1)
+    except FileNotFoundError:
+        return [], offset, False
+    more = len(data) > max_bytes
+    data = data[:max_bytes]
+    cut = data.rfind(b"\n") + 1
+    if final and not more and cut < len(data):
+        cut = len(data)  # the writer is gone: its torn line will never be completed
+    lines = data[:cut].decode("utf-8", "replace").splitlines()
+    return lines, offset + cut, more
+
+
+def op_poll(workdir: str, req: dict, payload):
+    max_bytes = int(req.get("max_bytes", 1 << 20))
+    results = []
+    for item in req["trials"]:
+        trial_dir = _abspath(workdir, item["dir"])
+        # exit.json first: if it exists, every metric line was written before we read it.
+        exit_info = _read_json(os.path.join(trial_dir, "exit.json"))
+        pid_info = _read_json(os.path.join(trial_dir, "pid.json"))
+        lines, new_offset, more = _read_from(
+            os.path.join(trial_dir, "metrics.jsonl"), int(item.get("offset", 0)), max_bytes,
+            exit_info is not None,
+        )
+        alive = None
+        if exit_info is None and pid_info:
+            alive = group_alive(int(pid_info["pgid"])) or _pid_alive(pid_info.get("launcher_pid"))
+            if not alive:  # it may have finished between our two reads
+                exit_info = _read_json(os.path.join(trial_dir, "exit.json"))
+                if exit_info is not None:
+                    more = True  # read again next time, with the exit in hand
+                    exit_info = None
+                    alive = True
+        results.append({
+            "dir": item["dir"],
+            "lines": lines,
+            "offset": new_offset,
+            "more": more,
+            "exit": None if more else exit_info,
+            "pid": pid_info,
+            "alive": alive,
+            "exists": os.path.isdir(trial_dir),
+        })
+    return {"trials": results, "time": time.time()}
+
+
+def _pid_alive(pid) -> bool:
+    if not pid:
+        return False
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def op_kill(workdir: str, req: dict, payload):
+    pgid = int(req["pgid"])
+    grace = float(req.get("grace", 10.0))
+    if not group_alive(pgid):
+        return {"alive": False}
+    if req.get("wait"):
+        gone = _terminate_group(pgid, grace)
+        return {"alive": not gone}
+    threading.Thread(target=_terminate_group, args=(pgid, grace), daemon=True).start()
+    return {"alive": True}
+
+
+def op_alive(workdir: str, req: dict, payload):
+    return {"alive": {str(p): group_alive(int(p)) for p in req["pgids"]}}
+
+
+def _tail(path: str, limit: int) -> str:
+    try:
+        with open(path, "rb") as f:
+            f.seek(0, os.SEEK_END)
+            size = f.tell()
+            f.seek(max(0, size - limit))
+            return f.read().decode("utf-8", "replace")
+    except OSError:
+        return ""
+
+
+def op_tail(workdir: str, req: dict, payload):
+    trial_dir = _abspath(workdir, req["dir"])
+    limit = int(req.get("bytes", 4000))
+    return {
+        "stdout": _tail(os.path.join(trial_dir, "stdout.log"), limit),
+        "stderr": _tail(os.path.join(trial_dir, "stderr.log"), limit),
+        "launcher": _tail(os.path.join(trial_dir, "launcher.log"), limit),
+    }
+
+
+def op_exec(workdir: str, req: dict, payload):
+    """Run a fixed argv (no shell) and return its output: used for nvidia-smi."""
+    argv = [str(a) for a in req["argv"]]
+    if shutil.which(argv[0]) is None:
+        return {"found": False, "code": None, "stdout": "", "stderr": "%s: not found" % argv[0]}
+    proc = subprocess.run(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                          stderr=subprocess.PIPE, timeout=float(req.get("timeout", 20)))
+    return {"found": True, "code": proc.returncode,
+            "stdout": proc.stdout.decode("utf-8", "replace"),
+            "stderr": proc.stderr.decode("utf-8", "replace")}
+
+
+def op_disk(workdir: str, req: dict, payload):
+    path = _abspath(workdir, req.get("path", "."))
+    os.makedirs(path, exist_ok=True)
+    st = os.statvfs(path)
+    probe = os.path.join(path, ".remotetune-write-test.%d" % os.getpid())
+    try:
+        with open(probe, "wb") as f:
+            f.write(b"x")
+        os.unlink(probe)
+        writable, error = True, None
+    except OSError as exc:
+        writable, error = False, str(exc)
+    return {"free": st.f_bavail * st.f_frsize, "writable": writable, "error": error}
+
+
+OPS = {
+    "hello": op_hello,
+    "write": op_write,
+    "launch": op_launch,
+    "poll": op_poll,
+    "kill": op_kill,
+    "alive": op_alive,
+    "tail": op_tail,
+    "exec": op_exec,
+    "disk": op_disk,
+}
+
+try:  # code sync lives in its own module
+    from remotetune._host import syncops  # type: ignore[attr-defined]
+
+    OPS.update(syncops.OPS)
+except ImportError:  # pragma: no cover - older lib without sync
+    pass
+
+
+def _read_exact(stream, size: int) -> bytes:
+    chunks = []
+    while size > 0:
+        chunk = stream.read(size)
+        if not chunk:
+            raise EOFError("payload cut short")
+        chunks.append(chunk)
+        size -= len(chunk)
+    return b"".join(chunks)
+
+
+def serve(workdir: str, stdin=None, stdout=None) -> None:
+    stdin = stdin or sys.stdin.buffer
+    stdout = stdout or sys.stdout.buffer
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)
+    stdout.write(b'{"id": 0, "ok": true, "ready": true}\n')
+    stdout.flush()
+    while True:
+        line = stdin.readline()
+        if not line:
+            return
+        if not line.strip():
+            continue
+        req_id = None
+        try:
+            req = json.loads(line.decode("utf-8"))
+            req_id = req.get("id")
+            payload = _read_exact(stdin, int(req["size"])) if req.get("size") else None
+            handler = OPS.get(req.get("op"))
+            if handler is None:
+                raise ValueError("unknown op %r" % req.get("op"))
+            answer = handler(workdir, req, payload)
+            answer.update({"id": req_id, "ok": True})
+        except EOFError:
+            return
+        except Exception as exc:  # noqa: BLE001 - every failure goes back to the controller
+            answer = {"id": req_id, "ok": False, "error": str(exc) or repr(exc),
+                      "kind": type(exc).__name__}
+        stdout.write(json.dumps(answer).encode("utf-8") + b"\n")
+        stdout.flush()
+
+
+def main() -> None:
+    workdir = os.path.abspath(os.path.expanduser(sys.argv[1] if len(sys.argv) > 1 else "."))
+    os.makedirs(workdir, exist_ok=True)
+    serve(workdir)
+
+
+if __name__ == "__main__":
+    main()

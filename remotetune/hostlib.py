@@ -1,0 +1,48 @@
+"""The standard-library package shipped to every host: the trial API and the agent.
+
+It is laid out as ``<workdir>/lib/<digest>/`` on the host::
+
+    remotetune/__init__.py  remotetune/trial.py  remotetune/_host/*.py  nni/__init__.py
+
+The digest names the content, so a host keeps one copy per remotetune version and a
+second experiment finds it already there.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import io
+import tarfile
+from pathlib import Path
+
+_PACKAGE = Path(__file__).resolve().parent
+
+
+def _files() -> list[tuple[str, bytes]]:
+    files = [
+        ("remotetune/__init__.py", (_PACKAGE / "__init__.py").read_bytes()),
+        ("remotetune/trial.py", (_PACKAGE / "trial.py").read_bytes()),
+        ("nni/__init__.py", (_PACKAGE / "_host" / "nni_shim.py").read_bytes()),
+    ]
+    for path in sorted((_PACKAGE / "_host").glob("*.py")):
+        if path.name != "nni_shim.py":
+            files.append((f"remotetune/_host/{path.name}", path.read_bytes()))
+    return files
+
+
+@functools.lru_cache(maxsize=1)
+def bundle() -> tuple[str, bytes]:
+    """(digest, tar bytes) of the host package."""
+    files = _files()
+    digest = hashlib.sha256()
+    for name, data in files:
+        digest.update(name.encode() + b"\0" + data + b"\0")
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w") as tar:
+        for name, data in files:
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            info.mode = 0o644
+            tar.addfile(info, io.BytesIO(data))
+    return digest.hexdigest()[:16], buf.getvalue()

@@ -1,0 +1,99 @@
+"""One worker thread per host, so a slow or dead host never stalls the others.
+
+The controller submits operations (connect, launch, poll, kill, ...) to a host's worker;
+each runs on that host's own thread and its outcome comes back as a :class:`Completion`
+on one queue that the controller's loop reads. Operations of one host run one at a time
+(the agent channel is a single pipe); hosts run in parallel.
+"""
+
+from __future__ import annotations
+
+import enum
+import logging
+import queue
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any
+
+from remotetune.model import GpuInfo, HostSpec
+from remotetune.session import HostSession
+
+log = logging.getLogger(__name__)
+
+
+class HostStatus(str, enum.Enum):
+    CONNECTING = "CONNECTING"
+    READY = "READY"
+    UNREACHABLE = "UNREACHABLE"  # keeps its trials for the grace period, reconnects with backoff
+    BROKEN = "BROKEN"  # cannot be used (authentication, host key, no Python): needs the user
+
+
+@dataclass(frozen=True)
+class Completion:
+    host: str
+    kind: str
+    token: Any
+    result: Any
+    error: BaseException | None
+
+
+@dataclass
+class HostWorker:
+    spec: HostSpec
+    session: HostSession
+    completions: queue.Queue[Completion]
+    status: HostStatus = HostStatus.CONNECTING
+    message: str | None = None
+    unreachable_since: float | None = None
+    next_connect_at: float = 0.0
+    backoff: float = 1.0
+    connect_in_flight: bool = False
+    poll_in_flight: bool = False
+    next_poll_at: float = 0.0
+    gpu_in_flight: bool = False
+    next_gpu_at: float = 0.0
+    snapshot_dir: str | None = None
+    gpus: tuple[GpuInfo, ...] = ()
+    gpu_error: str | None = None
+    pending: int = 0  # operations submitted and not yet completed
+    _executor: ThreadPoolExecutor | None = field(default=None, repr=False)
+
+    @property
+    def name(self) -> str:
+        return self.spec.name
+
+    def submit(self, kind: str, fn: Callable[..., Any], *args: Any, token: Any = None) -> None:
+        if self._executor is None:
+            self._executor = ThreadPoolExecutor(
+                max_workers=1, thread_name_prefix=f"host-{self.name}"
+            )
+        self.pending += 1
+
+        def job() -> None:
+            try:
+                result, error = fn(*args), None
+            except BaseException as exc:  # noqa: BLE001 - every outcome goes to the loop
+                result, error = None, exc
+            self.completions.put(Completion(self.name, kind, token, result, error))
+
+        self._executor.submit(job)
+
+    def mark_unreachable(self, now: float, message: str) -> None:
+        if self.status is not HostStatus.UNREACHABLE:
+            self.unreachable_since = now
+            self.backoff = 1.0
+        else:
+            self.backoff = min(self.backoff * 2, 30.0)
+        self.status = HostStatus.UNREACHABLE
+        self.message = message
+        self.next_connect_at = now + self.backoff
+        self.poll_in_flight = False
+
+    def shutdown(self, wait: bool = False) -> None:
+        if self._executor is not None:
+            self._executor.submit(self.session.close)
+            self._executor.shutdown(wait=wait, cancel_futures=not wait)
+            self._executor = None
+        elif wait:
+            self.session.close()

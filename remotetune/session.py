@@ -1,0 +1,277 @@
+"""One host, ready to run trials: a transport, the shipped package, and a running agent.
+
+A :class:`HostSession` is used by one thread at a time (its host worker). Its methods
+are the only operations the controller performs on a host.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import posixpath
+import sys
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from remotetune import commands, hostlib
+from remotetune.agent_client import AgentClient
+from remotetune.errors import RemoteSetupError, TransportError
+from remotetune.hosts import NVIDIA_SMI_ARGS, parse_nvidia_smi
+from remotetune.model import GpuInfo, HostSpec
+from remotetune.transport.base import Transport
+
+log = logging.getLogger(__name__)
+
+DEFAULT_WORKDIR = "~/.remotetune/hosts"
+
+
+def make_transport(spec: HostSpec) -> Transport:
+    if spec.local:
+        from remotetune.transport.local import LocalTransport
+
+        return LocalTransport(spec)
+    from remotetune.transport.ssh import SSHTransport  # paramiko only when needed
+
+    return SSHTransport(spec)
+
+
+@dataclass(frozen=True)
+class HostInfo:
+    hostname: str
+    python: str
+    home: str
+    workdir: str
+    cpus: int
+
+
+@dataclass(frozen=True)
+class PollItem:
+    trial_id: str
+    trial_dir: str
+    offset: int
+
+
+@dataclass(frozen=True)
+class PollResult:
+    trial_id: str
+    lines: tuple[str, ...]
+    offset: int
+    exit: dict[str, Any] | None
+    pid: dict[str, Any] | None
+    alive: bool | None
+    exists: bool
+
+
+@dataclass(frozen=True)
+class GpuReport:
+    gpus: tuple[GpuInfo, ...] | None  # None: no nvidia-smi (a CPU host) or it failed
+    error: str | None = None
+
+
+class HostSession:
+    def __init__(
+        self,
+        spec: HostSpec,
+        *,
+        workdir: str | None = None,
+        transport_factory: Callable[[HostSpec], Transport] = make_transport,
+    ) -> None:
+        self.spec = spec
+        self.workdir_setting = workdir or spec.workdir or DEFAULT_WORKDIR
+        self._factory = transport_factory
+        self.transport: Transport | None = None
+        self.agent: AgentClient | None = None
+        self.info: HostInfo | None = None
+        # The local machine runs trials with the controller's own interpreter unless told.
+        self.python = sys.executable if spec.local and spec.python == "python3" else spec.python
+
+    @property
+    def name(self) -> str:
+        return self.spec.name
+
+    @property
+    def is_open(self) -> bool:
+        return self.agent is not None
+
+    # ------------------------------------------------------------------ lifecycle
+
+    def open(self) -> HostInfo:
+        """Connect, ship the host package if missing, start the agent."""
+        self.close()
+        transport = self._factory(self.spec)
+        self.transport = transport
+        transport.connect()
+        digest, tar = hostlib.bundle()
+        lib_dir = posixpath.join(self.workdir_setting, "lib", digest)
+        self._lib_relative = f"lib/{digest}"
+        result = transport.run(
+            commands.install_lib_command(self.python, lib_dir), stdin=tar, timeout=60
+        )
+        if not result.ok:
+            raise self._setup_error(result.exit_code, result.stderr or result.stdout)
+        channel = transport.start(
+            commands.agent_command(self.python, self.workdir_setting, lib_dir)
+        )
+        self.agent = AgentClient(channel, self.name)
+        hello = self.agent.call("hello", timeout=30)
+        self.info = HostInfo(
+            hostname=str(hello["hostname"]),
+            python=str(hello["python"]),
+            home=str(hello["home"]),
+            workdir=str(hello["workdir"]),
+            cpus=int(hello["cpus"]),
+        )
+        disk = self.agent.call("disk", path="experiments")
+        if not disk["writable"]:
+            raise RemoteSetupError(
+                self.name,
+                f"workdir {self.info.workdir} is not writable: {disk['error']}",
+                hint="set `workdir:` in machines.yml to a writable directory",
+            )
+        return self.info
+
+    def _setup_error(self, code: int, output: str) -> TransportError:
+        text = output.strip().splitlines()[-3:] if output.strip() else []
+        detail = " / ".join(text)
+        if code == 127 or "not found" in detail or "No such file" in detail:
+            return RemoteSetupError(
+                self.name,
+                f"no Python: `{self.spec.python}` cannot be run on the host ({detail})",
+                hint="install Python 3 there or set `python:` in machines.yml to its path",
+            )
+        if "No space left" in detail:
+            return RemoteSetupError(self.name, f"disk full in {self.workdir_setting}: {detail}")
+        return RemoteSetupError(
+            self.name,
+            f"could not prepare {self.workdir_setting} (exit {code}): {detail}",
+            hint="check that `workdir:` is writable and `python:` is Python 3.8+",
+        )
+
+    def close(self) -> None:
+        if self.agent is not None:
+            try:
+                self.agent.close()
+            except Exception:  # noqa: BLE001 - closing a broken channel may fail any way
+                pass
+        if self.transport is not None:
+            try:
+                self.transport.close()
+            except Exception:  # noqa: BLE001
+                pass
+        self.agent = None
+        self.transport = None
+
+    def _agent(self) -> AgentClient:
+        if self.agent is None:
+            raise RemoteSetupError(self.name, "not connected")
+        return self.agent
+
+    # ------------------------------------------------------------------ operations
+
+    def experiment_dir(self, experiment_id: str) -> str:
+        return f"experiments/{experiment_id}"
+
+    def trial_dir(self, experiment_id: str, trial_id: str) -> str:
+        """Relative to the host's workdir (the agent resolves it)."""
+        return f"experiments/{experiment_id}/trials/{trial_id}"
+
+    @property
+    def lib_dir(self) -> str:
+        """Absolute path of the shipped package on the host (for PYTHONPATH)."""
+        return self.absolute(self._lib_relative)
+
+    def absolute(self, relative: str) -> str:
+        assert self.info is not None
+        return posixpath.join(self.info.workdir, relative)
+
+    def sync(self, manifest: Any, objects_dir: Path) -> str:
+        from remotetune import sync
+
+        return sync.sync_snapshot(self._agent(), manifest, objects_dir)
+
+    def launch(self, trial_dir: str, files: dict[str, str]) -> dict[str, Any]:
+        return self._agent().call("launch", trial_dir=trial_dir, files=files, timeout=60)
+
+    def poll(self, items: Sequence[PollItem], max_bytes: int = 1 << 20) -> list[PollResult]:
+        if not items:
+            return []
+        answer = self._agent().call(
+            "poll",
+            trials=[{"dir": i.trial_dir, "offset": i.offset} for i in items],
+            max_bytes=max_bytes,
+            timeout=60,
+        )
+        out = []
+        for item, r in zip(items, answer["trials"]):
+            out.append(
+                PollResult(
+                    trial_id=item.trial_id,
+                    lines=tuple(r["lines"]),
+                    offset=int(r["offset"]),
+                    exit=r["exit"],
+                    pid=r["pid"],
+                    alive=r["alive"],
+                    exists=bool(r["exists"]),
+                )
+            )
+        return out
+
+    def kill(self, pgid: int, grace: float, *, wait: bool = False) -> bool:
+        """TERM the process group, KILL after ``grace``. Returns True if it may still live."""
+        answer = self._agent().call(
+            "kill", pgid=pgid, grace=grace, wait=wait, timeout=grace + 30
+        )
+        return bool(answer["alive"])
+
+    def tails(self, trial_dir: str, limit: int = 4000) -> tuple[str, str]:
+        answer = self._agent().call("tail", dir=trial_dir, bytes=limit)
+        stderr = answer["stderr"]
+        if answer.get("launcher"):
+            stderr = (stderr + "\n" + answer["launcher"]).strip()
+        return answer["stdout"], stderr
+
+    def gpus(self) -> GpuReport:
+        answer = self._agent().call("exec", argv=list(NVIDIA_SMI_ARGS), timeout=30)
+        if not answer["found"]:
+            return GpuReport(None, "nvidia-smi not found")
+        if answer["code"] != 0:
+            text = (answer["stderr"] or answer["stdout"]).strip()
+            return GpuReport(None, f"nvidia-smi failed (exit {answer['code']}): {text[:200]}")
+        try:
+            return GpuReport(tuple(parse_nvidia_smi(answer["stdout"])))
+        except ValueError as exc:
+            return GpuReport(None, f"cannot read nvidia-smi output: {exc}")
+
+    def write(self, path: str, data: bytes) -> None:
+        self._agent().call("write", path=path, payload=data)
+
+
+def launch_files(
+    *,
+    parameters: dict[str, Any],
+    parameter_id: int,
+    script: str,
+    cwd: str,
+    env: dict[str, str],
+    unset_env: Sequence[str] = (),
+    prepend_env: dict[str, str] | None = None,
+    max_duration: float | None,
+    kill_grace: float,
+) -> dict[str, str]:
+    """The files a trial directory starts with (the agent writes them, then launches)."""
+    launch = {
+        "cwd": cwd,
+        "env": env,
+        "unset_env": list(unset_env),
+        "prepend_env": prepend_env or {},
+        "max_duration": max_duration,
+        "kill_grace": kill_grace,
+    }
+    params = {"parameter_id": parameter_id, "parameters": parameters}
+    return {
+        "parameters.json": json.dumps(params, sort_keys=True),
+        "launch.json": json.dumps(launch, sort_keys=True),
+        "run.sh": script,
+    }

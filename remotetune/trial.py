@@ -1,0 +1,141 @@
+"""The API a trial imports: parameters in, metrics out, through files.
+
+Standard library only: this module is shipped to bare hosts next to the trial code.
+
+remotetune starts a trial with these environment variables::
+
+    REMOTETUNE_EXPERIMENT_ID  REMOTETUNE_TRIAL_ID  REMOTETUNE_SEQUENCE_ID
+    REMOTETUNE_TRIAL_DIR      the trial's own directory (parameters.json lives there)
+    REMOTETUNE_METRICS_FILE   where reports are appended (default: TRIAL_DIR/metrics.jsonl)
+
+Each report appends one JSON line ``{"seq": n, "type": "PERIODICAL"|"FINAL", "value": v,
+"time": t}`` and flushes it, so a controller that reads the file by byte offset sees
+whole lines (a torn last line is left for the next read). Outside remotetune (no
+variables set) ``get_next_parameter()`` returns ``{}`` and reports go to stderr, so a trial
+script also runs by hand.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import sys
+import threading
+import time
+from typing import Any
+
+__all__ = [
+    "get_next_parameter",
+    "get_current_parameter",
+    "report_intermediate_result",
+    "report_final_result",
+    "get_trial_id",
+    "get_experiment_id",
+    "get_sequence_id",
+    "get_trial_dir",
+]
+
+_lock = threading.Lock()
+_state: dict[str, Any] = {"params": None, "seq": None, "final_sent": False}
+
+
+def _env(name: str, default: str = "") -> str:
+    return os.environ.get(name, default)
+
+
+def get_trial_id() -> str:
+    return _env("REMOTETUNE_TRIAL_ID", "STANDALONE")
+
+
+def get_experiment_id() -> str:
+    return _env("REMOTETUNE_EXPERIMENT_ID", "STANDALONE")
+
+
+def get_sequence_id() -> int:
+    return int(_env("REMOTETUNE_SEQUENCE_ID", "0") or 0)
+
+
+def get_trial_dir() -> str | None:
+    return os.environ.get("REMOTETUNE_TRIAL_DIR") or None
+
+
+def _metrics_path() -> str | None:
+    path = os.environ.get("REMOTETUNE_METRICS_FILE")
+    if path:
+        return path
+    trial_dir = get_trial_dir()
+    return os.path.join(trial_dir, "metrics.jsonl") if trial_dir else None
+
+
+def get_next_parameter() -> dict[str, Any]:
+    """The parameters chosen for this trial (``{}`` when run by hand)."""
+    with _lock:
+        if _state["params"] is None:
+            trial_dir = get_trial_dir()
+            params: dict[str, Any] = {}
+            if trial_dir:
+                with open(os.path.join(trial_dir, "parameters.json"), encoding="utf-8") as f:
+                    params = json.load(f).get("parameters", {})
+            _state["params"] = params
+        return dict(_state["params"])
+
+
+get_current_parameter = get_next_parameter
+
+
+def _check(value: Any) -> Any:
+    number = value.get("default") if isinstance(value, dict) else value
+    if isinstance(number, bool) or not isinstance(number, (int, float)):
+        raise TypeError(
+            "a metric must be a number or a dict with a numeric 'default' key, "
+            f"got {value!r}"
+        )
+    if isinstance(number, float) and math.isnan(number):
+        raise ValueError("a metric must not be NaN")
+    json.dumps(value)  # fails early on values JSON cannot hold
+    return value
+
+
+def _next_seq(path: str | None) -> int:
+    if _state["seq"] is None:
+        # A restarted trial process continues the sequence instead of repeating numbers.
+        count = 0
+        if path and os.path.exists(path):
+            with open(path, "rb") as f:
+                count = sum(1 for line in f if line.endswith(b"\n"))
+        _state["seq"] = count
+    seq = int(_state["seq"])
+    _state["seq"] = seq + 1
+    return seq
+
+
+def _report(kind: str, value: Any) -> None:
+    value = _check(value)
+    path = _metrics_path()
+    with _lock:
+        seq = _next_seq(path)
+        line = json.dumps(
+            {"seq": seq, "type": kind, "value": value, "time": time.time()}, sort_keys=True
+        )
+        if path is None:
+            print(f"[remotetune] {kind.lower()} metric: {json.dumps(value)}", file=sys.stderr)
+            return
+        # One write() of a whole line on an O_APPEND descriptor: readers never see half a
+        # line from us unless the disk fills up, and they cope with that too.
+        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        try:
+            os.write(fd, (line + "\n").encode("utf-8"))
+        finally:
+            os.close(fd)
+
+
+def report_intermediate_result(value: Any) -> None:
+    """Report a metric during training (an epoch's validation accuracy, say)."""
+    _report("PERIODICAL", value)
+
+
+def report_final_result(value: Any) -> None:
+    """Report the trial's result; the tuner learns from this one."""
+    _report("FINAL", value)
+    _state["final_sent"] = True
