@@ -1,0 +1,494 @@
+"""Command line: builds the library objects and calls them. The only place that prints.
+
+Exit status: 0 done; 1 the experiment failed or an unexpected error; 2 bad input (a
+config or machines file, an unknown experiment); 3 a host could not be used; 130 stopped
+by the user (Ctrl-C or SIGTERM), with the state saved for ``remotetune resume``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import signal
+import sys
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.markup import escape
+
+from remotetune import __version__
+from remotetune.errors import ConfigError, RemotetuneError, StoreError
+from remotetune.model import ExperimentStatus, HostSpec, TrialRecord
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_HOST, EXIT_STOPPED = 0, 1, 2, 3, 130
+
+
+def _home() -> Path:
+    from remotetune.store import Store
+
+    return Store.default_path().parent
+
+
+def _store() -> Any:
+    from remotetune.store import Store
+
+    return Store.open_default()
+
+
+def _print_json(data: Any) -> None:
+    sys.stdout.write(json.dumps(data, indent=2, sort_keys=True, default=str) + "\n")
+
+
+def trial_json(t: TrialRecord) -> dict[str, Any]:
+    return {
+        "id": t.id,
+        "sequence": t.sequence,
+        "status": t.status.value,
+        "parameters": dict(t.parameters),
+        "parameter_id": t.parameter_id,
+        "final": t.final,
+        "best_intermediate": t.best_intermediate,
+        "latest_intermediate": t.latest_intermediate,
+        "intermediate_count": t.intermediate_count,
+        "host": t.host,
+        "gpus": list(t.gpus),
+        "attempt": t.attempt,
+        "retry_of": t.retry_of,
+        "started_at": t.started_at,
+        "ended_at": t.ended_at,
+        "duration": (t.ended_at - t.started_at) if t.ended_at and t.started_at else None,
+        "exit_code": t.exit_code,
+        "message": t.message,
+    }
+
+
+# ---------------------------------------------------------------------------- run / resume
+
+
+class _Interrupts:
+    """Signals only set flags; the main thread decides what to do."""
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.signal: int | None = None
+        self.event = threading.Event()
+
+    def handler(self, signum: int, frame: object) -> None:
+        self.count += 1
+        self.signal = signum
+        self.event.set()
+
+
+def _machines(args: argparse.Namespace, config: Any) -> tuple[HostSpec, ...]:
+    from remotetune import config as cfg
+
+    if args.machines:
+        return cfg.load_machines(args.machines)
+    if config.machines:
+        return tuple(config.machines)
+    return (cfg.local_machine(config.trial_concurrency),)
+
+
+def _run_controller(controller: Any, args: argparse.Namespace, console: Console) -> int:
+    from remotetune.controller import StopMode
+
+    interactive = sys.stdin.isatty() and console.is_terminal
+    use_view = console.is_terminal and not args.plain
+    interrupts = _Interrupts()
+    old = {s: signal.signal(s, interrupts.handler) for s in (signal.SIGINT, signal.SIGTERM)}
+    outcome: dict[str, Any] = {}
+
+    def work() -> None:
+        try:
+            outcome["status"] = controller.run()
+        except BaseException as exc:  # noqa: BLE001 - re-raised in the main thread
+            outcome["error"] = exc
+
+    thread = threading.Thread(target=work, name="controller", daemon=True)
+    view = None
+    if use_view:
+        from remotetune.view import LiveView, Snapshot
+
+        def snapshot() -> Snapshot:
+            exp, trials, hosts, events, reason = controller.view_state()
+            return Snapshot(experiment=exp, trials=trials, hosts=hosts, events=events,
+                            now=time.time(), waiting_reason=reason)
+
+        view = LiveView(snapshot, console=console)
+    try:
+        thread.start()
+        if view is not None:
+            _wait_for_start(controller, thread)
+            view.__enter__()
+        while thread.is_alive():
+            thread.join(0.2)
+            if interrupts.event.is_set():
+                interrupts.event.clear()
+                mode = _stop_mode(args, interrupts, interactive, console, view)
+                if mode is not None:
+                    controller.request_stop(StopMode(mode))
+    finally:
+        if view is not None:
+            view.__exit__(None, None, None)
+        for s, h in old.items():
+            signal.signal(s, h)
+    if "error" in outcome:
+        raise outcome["error"]
+    status: ExperimentStatus = outcome["status"]
+    exp = controller.experiment
+    console.print(f"experiment {exp.id} {status.value.lower()}: {exp.message or ''}".rstrip())
+    best = controller.store.best_trial(exp.id)
+    if best is not None:
+        console.print(f"best trial {best.id}: final={best.final:.6g} "
+                      f"{json.dumps(dict(best.parameters), sort_keys=True)}", highlight=False,
+                      markup=False)
+    if status is ExperimentStatus.DONE:
+        return EXIT_OK
+    if status is ExperimentStatus.STOPPED:
+        console.print(f"resume with: remotetune resume {exp.id}")
+        return EXIT_STOPPED
+    return EXIT_FAILED
+
+
+def _wait_for_start(controller: Any, thread: threading.Thread) -> None:
+    while thread.is_alive() and controller.experiment is None:
+        time.sleep(0.01)
+
+
+def _stop_mode(args: argparse.Namespace, interrupts: _Interrupts, interactive: bool,
+               console: Console, view: Any) -> str | None:
+    if interrupts.signal == signal.SIGTERM or interrupts.count > 1:
+        return args.on_interrupt if args.on_interrupt != "ask" else "kill"
+    if args.on_interrupt != "ask":
+        return str(args.on_interrupt)
+    if not interactive:
+        return "kill"
+    if view is not None:
+        view.__exit__(None, None, None)
+    try:
+        answer = console.input(
+            "\n[bold]Interrupted.[/] [k]ill the running trials, [l]eave them running for "
+            "`remotetune resume`, or [c]ontinue? [k/l/c] "
+        ).strip().lower()
+    except (EOFError, KeyboardInterrupt):
+        answer = "k"
+    if answer.startswith("c"):
+        interrupts.count = 0
+        if view is not None:
+            view.__enter__()
+        return None
+    return "leave" if answer.startswith("l") else "kill"
+
+
+def _on_event_printer(console: Console, plain: bool) -> Any:
+    def on_event(ev: Any) -> None:
+        stamp = time.strftime("%H:%M:%S", time.localtime(ev.time))
+        line = f"{stamp} {ev.level.upper():7} {ev.message}"
+        console.print(line, highlight=False, markup=False, soft_wrap=True)
+
+    return on_event if plain else None
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from remotetune import config as cfg
+    from remotetune.config import host_to_public_dict
+    from remotetune.controller import Controller, ControllerOptions
+
+    path = args.experiment_file or "experiment.yml"
+    if not os.path.exists(path):
+        raise ConfigError(
+            "experiment file not found", file=path,
+            hint="pass the experiment file: remotetune run path/to/experiment.yml",
+        )
+    config = cfg.load_experiment(path)
+    hosts = _machines(args, config)
+    console = Console(stderr=False)
+    plain = args.plain or not console.is_terminal
+    store = _store()
+    controller = Controller(
+        config, hosts, store, ControllerOptions(home=_home(), seed=args.seed),
+        on_event=_on_event_printer(console, plain),
+    )
+    exp = controller.create([host_to_public_dict(h) for h in hosts])
+    console.print(f"experiment {exp.id} ({exp.name}): {config.trial_concurrency} at a time "
+                  f"on {len(hosts)} host(s); store {store.path}", highlight=False)
+    return _run_controller(controller, args, console)
+
+
+def cmd_resume(args: argparse.Namespace) -> int:
+    from remotetune import config as cfg
+    from remotetune.controller import Controller, ControllerOptions
+
+    store = _store()
+    exp = store.experiment(args.experiment)
+    if exp.source != "remotetune":
+        raise StoreError(f"experiment {exp.id} was imported from NNI and cannot be resumed")
+    config = cfg.parse_experiment(exp.config, file=exp.config_file,
+                                  base_dir=Path(exp.config_file).parent if exp.config_file
+                                  else None)
+    if args.machines:
+        hosts = cfg.load_machines(args.machines)
+    elif exp.machines:
+        hosts = cfg.machines_from_public(exp.machines)
+    else:
+        hosts = (cfg.local_machine(config.trial_concurrency),)
+    console = Console()
+    plain = args.plain or not console.is_terminal
+    controller = Controller(config, hosts, store, ControllerOptions(home=_home(), seed=args.seed),
+                            experiment=exp, on_event=_on_event_printer(console, plain))
+    console.print(f"resuming experiment {exp.id} ({exp.name})", highlight=False)
+    return _run_controller(controller, args, console)
+
+
+# ---------------------------------------------------------------------------- queries
+
+
+def cmd_ls(args: argparse.Namespace) -> int:
+    from rich.table import Table
+
+    store = _store()
+    exps = store.experiments()
+    if args.json:
+        rows = []
+        for e in exps:
+            trials = store.trials(e.id)
+            best = store.best_trial(e.id)
+            rows.append({"id": e.id, "name": e.name, "status": e.status.value,
+                         "tuner": e.tuner, "trials": len(trials), "source": e.source,
+                         "created_at": e.created_at, "ended_at": e.ended_at,
+                         "best": best.final if best else None})
+        _print_json(rows)
+        return EXIT_OK
+    table = Table("id", "name", "status", "trials", "best", "created")
+    for e in exps:
+        best = store.best_trial(e.id)
+        created = time.strftime("%Y-%m-%d %H:%M", time.localtime(e.created_at or 0))
+        table.add_row(e.id, e.name, e.status.value, str(len(store.trials(e.id))),
+                      f"{best.final:.6g}" if best and best.final is not None else "-", created)
+    Console().print(table)
+    return EXIT_OK
+
+
+def cmd_trials(args: argparse.Namespace) -> int:
+    from rich.table import Table
+
+    store = _store()
+    exp = store.experiment(args.experiment)
+    trials = store.trials(exp.id)
+    if args.json:
+        _print_json([trial_json(t) for t in trials])
+        return EXIT_OK
+    table = Table("id", "status", "host", "final", "best", "parameters", title=exp.name)
+    for t in trials:
+        table.add_row(t.id, t.status.value, _where(t), _num(t.final), _num(t.best_intermediate),
+                      json.dumps(dict(t.parameters), sort_keys=True))
+    Console().print(table)
+    return EXIT_OK
+
+
+def _where(t: TrialRecord) -> str:
+    if not t.host:
+        return "-"
+    return f"{t.host}:{','.join(map(str, t.gpus))}" if t.gpus else t.host
+
+
+def _num(v: float | None) -> str:
+    return "-" if v is None else f"{v:.6g}"
+
+
+def cmd_best(args: argparse.Namespace) -> int:
+    store = _store()
+    exp = store.experiment(args.experiment)
+    best = store.best_trial(exp.id)
+    if args.json:
+        _print_json(trial_json(best) if best else None)
+        return EXIT_OK
+    if best is None:
+        Console().print(f"experiment {exp.id} has no trial with a final metric yet")
+        return EXIT_OK
+    Console().print(f"best trial {best.id} ({exp.optimize_mode.value}): final={best.final:.6g}",
+                    highlight=False)
+    _print_json(dict(best.parameters))
+    return EXIT_OK
+
+
+def cmd_show(args: argparse.Namespace) -> int:
+    store = _store()
+    exp = store.experiment(args.experiment)
+    trial = store.trial(exp.id, args.trial)
+    metrics = store.metrics(exp.id, trial.id)
+    if args.json:
+        data = trial_json(trial)
+        data.update({
+            "trial_dir": trial.trial_dir,
+            "stdout_tail": trial.stdout_tail,
+            "stderr_tail": trial.stderr_tail,
+            "metrics": [{"seq": m.seq, "type": m.kind.value, "value": m.value, "raw": m.raw,
+                         "time": m.time} for m in metrics],
+        })
+        _print_json(data)
+        return EXIT_OK
+    from remotetune.view import render_trial
+
+    Console().print(render_trial(exp, trial, metrics))
+    return EXIT_OK
+
+
+def cmd_view(args: argparse.Namespace) -> int:
+    from remotetune.store import Store
+    from remotetune.view import watch
+
+    store = _store()
+    exp = store.experiment(args.experiment)
+    path = store.path
+    store.close()
+    try:
+        watch(Path(path), exp.id, console=Console())
+    except KeyboardInterrupt:
+        pass
+    del Store
+    return EXIT_OK
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from remotetune.export import export_trials
+
+    store = _store()
+    exp = store.experiment(args.experiment)
+    if args.output and args.output != "-":
+        with open(args.output, "w", newline="", encoding="utf-8") as out:
+            n = export_trials(store, exp.id, args.format, out)
+        print(f"wrote {n} trials to {args.output}", file=sys.stderr)
+    else:
+        export_trials(store, exp.id, args.format, sys.stdout)
+    return EXIT_OK
+
+
+def cmd_import_nni(args: argparse.Namespace) -> int:
+    from remotetune.nni_import import import_nni
+
+    store = _store()
+    ids = import_nni(store, args.path)
+    for exp_id in ids:
+        exp = store.experiment(exp_id)
+        print(f"imported {exp.id}: {exp.name} ({len(store.trials(exp_id))} trials)")
+    return EXIT_OK
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    from remotetune import config as cfg
+    from remotetune.check import check_hosts, render_checks
+
+    hosts = cfg.load_machines(args.machines) if args.machines else (cfg.local_machine(1),)
+    checks = check_hosts(hosts, timeout=args.timeout)
+    if args.json:
+        _print_json([asdict(c) for c in checks])
+    else:
+        Console().print(render_checks(checks))
+    return EXIT_OK if all(c.ok for c in checks) else EXIT_HOST
+
+
+# ---------------------------------------------------------------------------- parser
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="remotetune",
+        description="Hyperparameter tuning across remote GPU machines over plain SSH.",
+    )
+    parser.add_argument("--version", action="version", version=f"remotetune {__version__}")
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def runner_flags(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--machines", metavar="FILE",
+                       help="machines.yml (default: the local machine)")
+        p.add_argument("--on-interrupt", choices=["ask", "kill", "leave"], default="ask",
+                       help="on Ctrl-C: ask (on a terminal), kill the running trials, or leave "
+                            "them running for `remotetune resume` (default: ask; SIGTERM and "
+                            "no terminal: kill)")
+        p.add_argument("--plain", action="store_true",
+                       help="plain log lines instead of the live view")
+        p.add_argument("--seed", type=int, help="seed for the tuner")
+
+    p = sub.add_parser("run", help="run an experiment in the foreground until it is done")
+    p.add_argument("experiment_file", nargs="?", metavar="EXPERIMENT_FILE",
+                   help="experiment YAML (default: ./experiment.yml)")
+    runner_flags(p)
+    p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("resume", help="resume a stopped or crashed experiment")
+    p.add_argument("experiment", metavar="EXP")
+    runner_flags(p)
+    p.set_defaults(func=cmd_resume)
+
+    p = sub.add_parser("check", help="check that every host can run trials")
+    p.add_argument("--machines", metavar="FILE")
+    p.add_argument("--timeout", type=float, default=15.0)
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_check)
+
+    p = sub.add_parser("ls", help="list experiments")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_ls)
+
+    for name, func, text in (("trials", cmd_trials, "list the trials of an experiment"),
+                             ("best", cmd_best, "the best trial of an experiment")):
+        p = sub.add_parser(name, help=text)
+        p.add_argument("experiment", metavar="EXP")
+        p.add_argument("--json", action="store_true")
+        p.set_defaults(func=func)
+
+    p = sub.add_parser("show", help="one trial: parameters, metric curve, host, logs")
+    p.add_argument("experiment", metavar="EXP")
+    p.add_argument("trial", metavar="TRIAL")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_show)
+
+    p = sub.add_parser("view", help="attach the live view to an experiment (read-only)")
+    p.add_argument("experiment", metavar="EXP")
+    p.set_defaults(func=cmd_view)
+
+    p = sub.add_parser("export", help="export trials as CSV or JSON")
+    p.add_argument("experiment", metavar="EXP")
+    p.add_argument("--format", choices=["csv", "json"], default="csv")
+    p.add_argument("-o", "--output", metavar="FILE", help="default: standard output")
+    p.set_defaults(func=cmd_export)
+
+    p = sub.add_parser("import-nni", help="import an NNI experiment database (nni.sqlite)")
+    p.add_argument("path", metavar="PATH")
+    p.set_defaults(func=cmd_import_nni)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.WARNING,
+        format="%(levelname)s %(name)s: %(message)s",
+    )
+    err = Console(stderr=True)
+    try:
+        return int(args.func(args))
+    except ConfigError as exc:
+        err.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False)
+        return EXIT_USAGE
+    except StoreError as exc:
+        err.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False)
+        return EXIT_USAGE
+    except RemotetuneError as exc:
+        err.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False)
+        return exc.exit_code if exc.exit_code != 2 else EXIT_USAGE
+    except KeyboardInterrupt:
+        return EXIT_STOPPED
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,10 @@
+#!/usr/bin/env bash
+# Installs remotetune with the example trials' packages and runs the quickstart experiment:
+# a CNN tuned on scikit-learn's bundled digits, offline, on this machine.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PY=${PYTHON:-python3}
+[ -x .venv/bin/python ] || "$PY" -m venv .venv
+.venv/bin/python -m pip install -q --upgrade pip
+.venv/bin/python -m pip install -q -e '.[trials]'
+exec .venv/bin/remotetune run trials/mnist/config_digits.yml "$@"
