@@ -169,6 +169,17 @@ class Store:
         with self._guard(action) as db, db.atomic():
             yield db
 
+    @contextmanager
+    def batch(self) -> Iterator[None]:
+        """Group several writes into one transaction (all or nothing, and faster).
+
+        Every write method called inside the block becomes a savepoint of one transaction
+        that commits when the block ends and rolls back if it raises. Other threads using
+        this Store wait until the block ends.
+        """
+        with self._write("batch"):
+            yield
+
     def _rows(self, action: str, sql: str, params: Sequence[Any] = ()) -> list[sqlite3.Row]:
         with self._guard(action) as db:
             cursor = db.conn.cursor()
