@@ -642,6 +642,21 @@ def test_live_view_survives_a_failing_snapshot(caplog: pytest.LogCaptureFixture)
     console = Console(file=io.StringIO(), width=100, force_terminal=True, color_system=None)
     with LiveView(broken, console=console, refresh_per_second=50.0) as view:
         view.refresh()
-    assert view.failures >= 2
+    assert isinstance(view.last_error, RuntimeError)
     assert "live view unavailable" in console.file.getvalue()  # type: ignore[attr-defined]
     assert "controller state torn" in caplog.text
+
+
+def test_live_view_can_pause_for_a_prompt_and_resume() -> None:
+    console = Console(file=io.StringIO(), width=100, force_terminal=True, color_system=None)
+    view = LiveView(running_across_hosts, console=console, refresh_per_second=50.0)
+    with view:
+        pass
+    view.__exit__(None, None, None)  # closing twice is harmless
+    console.print("Interrupted. [k]ill, [l]eave or [c]ontinue?")
+    with view:
+        view.refresh()
+    out = console.file.getvalue()  # type: ignore[attr-defined]
+    assert "Interrupted." in out
+    assert out.rindex("t0001") > out.index("Interrupted.")  # drawn again after the prompt
+    assert view.failures == 0

@@ -103,6 +103,9 @@ class LiveView:
     controller hands out the immutable snapshot it last built). Refreshing never calls into
     the scheduler and never blocks it; an error while drawing is shown on screen, counted in
     ``failures`` and logged once the view closes.
+
+    It can be closed and entered again (e.g. around a prompt after Ctrl-C); closing twice
+    is harmless.
     """
 
     def __init__(
@@ -146,3 +149,4 @@ class LiveView:
                 self.failures,
                 self.last_error,
             )
+            self.failures = 0
