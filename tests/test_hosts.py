@@ -526,3 +526,9 @@ def test_fake_nvidia_smi_list_and_errors() -> None:
     failed = run_fake(*NVIDIA_SMI_ARGS, FAKE_NVIDIA_SMI_FAIL="1")
     assert failed.returncode == 9
     assert "couldn't communicate with the NVIDIA driver" in failed.stdout
+
+
+def test_fake_nvidia_smi_without_gpus() -> None:
+    result = run_fake(*NVIDIA_SMI_ARGS, FAKE_NVIDIA_SMI_GPUS="[]")
+    assert (result.returncode, result.stdout.strip()) == (6, "No devices were found")
+    assert parse_nvidia_smi(result.stdout) == ()
