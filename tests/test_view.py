@@ -559,6 +559,7 @@ def test_watch_a_finished_experiment_returns_after_one_refresh(tmp_path: Path) -
     assert slept == []
     out = console.file.getvalue()  # type: ignore[attr-defined]
     assert out.count("mnist-lr") == 1 and "DONE" in out
+    assert out.endswith("trial t0001 started\n")
     line_with(out, "t0001", "gpu1:0")
     assert dump(path) == before  # attaching and detaching wrote nothing
 

@@ -72,6 +72,10 @@ def watch(
                         logger.debug("keeping the last snapshot: %s", err)
             except KeyboardInterrupt:
                 logger.debug("detached from %s", experiment_id)
+            finally:
+                live.stop()  # the last frame
+                if not console.is_terminal:
+                    console.line()  # rich ends that frame without a newline off a terminal
     finally:
         store.close()
 
@@ -143,6 +147,8 @@ class LiveView:
         tb: TracebackType | None,
     ) -> None:
         self._live.stop()  # draws one last frame
+        if not self._live.console.is_terminal:
+            self._live.console.line()  # rich ends its last frame without a newline off a terminal
         if self.failures:
             logger.warning(
                 "the live view failed to draw %d time(s); last error: %r",
