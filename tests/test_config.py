@@ -630,6 +630,9 @@ def test_public_dict_round_trips_and_hides_secret_env(tmp_path: Path, home: Path
     assert parse_machines([first]) == (specs[0],)
     second = host_to_public_dict(specs[1])
     assert "abc123" not in json.dumps(second) and "xyz" not in json.dumps(second)
+    with pytest.raises(ConfigError, match="redacted") as info:
+        parse_machines({"machines": [second]}, file="(stored)")
+    assert info.value.key == "machines[0].env" and "--machines" in str(info.value)
 
 
 def test_host_keys_cover_every_host_spec_field() -> None:

@@ -168,7 +168,7 @@ class Section:
     # -- typed getters ---------------------------------------------------------------
     def text(
         self, key: str, *, default: str | None = None, required: bool = False,
-        example: str = "...", empty_ok: bool = False,
+        example: str = "...",
     ) -> str | None:
         value = self.data.get(key)
         if value is None:
@@ -180,7 +180,7 @@ class Section:
         if not isinstance(value, str):
             raise self.fail(key, f"expected a string, got {describe(value)}",
                             hint=f"write e.g. `{key}: {example}`")
-        if not value.strip() and not empty_ok:
+        if not value.strip():
             raise self.fail(key, "must not be empty", hint=f"write e.g. `{key}: {example}`")
         return value
 

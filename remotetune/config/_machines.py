@@ -72,6 +72,7 @@ _NNI_RENAMED = {"ip": "host", "username": "user", "sshKeyPath": "sshKeyFile",
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _SECRET_NAME = re.compile(r"PASS|SECRET|TOKEN|KEY|CREDENTIAL|AUTH", re.IGNORECASE)
 _SHARED_TMP = ("/tmp", "/var/tmp")
+REDACTED = "<redacted>"
 
 
 def local_machine(slots: int) -> HostSpec:
@@ -86,7 +87,8 @@ def host_to_public_dict(spec: HostSpec) -> dict[str, Any]:
     """``spec`` as a machines.yml entry for the store: unset keys left out, no secrets.
 
     HostSpec never holds a password or passphrase (only the names of the variables that
-    do); ``env`` values whose names look secret (``*TOKEN*``, ``*KEY*``...) are redacted.
+    do); ``env`` values whose names look secret (``*TOKEN*``, ``*KEY*``...) are redacted,
+    and parsing a redacted value back is an error that asks for the machines file again.
     """
     out: dict[str, Any] = {}
     for key, attr in HOST_KEYS.items():
@@ -96,7 +98,7 @@ def host_to_public_dict(spec: HostSpec) -> dict[str, Any]:
         if isinstance(value, tuple):
             value = list(value)
         elif isinstance(value, Mapping):
-            value = {k: ("<redacted>" if _SECRET_NAME.search(k) else v) for k, v in value.items()}
+            value = {k: (REDACTED if _SECRET_NAME.search(k) else v) for k, v in value.items()}
         out[key] = value
     return out
 
@@ -360,6 +362,9 @@ def _env(sec: Section) -> dict[str, str]:
         if isinstance(item, bool) or not isinstance(item, (str, int, float)):
             raise sec.fail("env", f"{name}: expected a string, got {describe(item)}",
                            hint=f'quote the value: `{name}: "..."`')
+        if item == REDACTED:
+            raise sec.fail("env", f"the value of {name} was redacted when the experiment was "
+                           "stored", hint="pass the machines file again: --machines machines.yml")
         out[name] = str(item)
     return out
 
