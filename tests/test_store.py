@@ -221,7 +221,10 @@ def test_trial_roundtrip_every_field(store: Store) -> None:
         stderr_tail="",
     )
     store.save_trial(rec)
-    assert store.trial("abcd1234", "Ab3xY") == rec
+    got = store.trial("abcd1234", "Ab3xY")
+    assert got == rec
+    assert list(got.parameters) == ["model", "layers"]  # search-space order is kept
+    assert list(got.parameters["model"]) == ["_name", "C"]
     with pytest.raises(StoreError, match="no trial 'nope'"):
         store.trial("abcd1234", "nope")
 

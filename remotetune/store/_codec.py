@@ -63,7 +63,7 @@ def scrub_secrets(value: Any, where: str = "") -> tuple[Any, list[str]]:
 
 
 def dumps(value: Any) -> str:
-    return json.dumps(value, sort_keys=True, separators=(",", ":"))
+    return json.dumps(value, separators=(",", ":"))  # key order kept (search-space order)
 
 
 def loads(text: str | None, default: Any = None) -> Any:
