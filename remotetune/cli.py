@@ -236,7 +236,8 @@ def cmd_resume(args: argparse.Namespace) -> int:
     if args.machines:
         hosts = cfg.load_machines(args.machines)
     elif exp.machines:
-        hosts = cfg.machines_from_public(exp.machines)
+        hosts = cfg.parse_machines({"machines": [dict(m) for m in exp.machines]},
+                                  file=f"(machines of experiment {exp.id})")
     else:
         hosts = (cfg.local_machine(config.trial_concurrency),)
     console = Console()

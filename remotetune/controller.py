@@ -169,14 +169,14 @@ class Controller:
         manifest_file = exp_dir / "manifest.json"
         objects = self.options.home / "objects"
         if manifest_file.exists():  # resume: the code as it was when the experiment started
-            self._manifest = sync.Manifest.from_json(manifest_file.read_text())
+            self._manifest = _load_manifest(manifest_file.read_text())
         else:
             self._manifest = sync.build_manifest(
                 self.config.trial_code_directory, cache_file=self.options.home / "hashcache.json"
             )
             sync.freeze(self.config.trial_code_directory, self._manifest, objects)
             exp_dir.mkdir(parents=True, exist_ok=True)
-            manifest_file.write_text(self._manifest.to_json())
+            manifest_file.write_text(_dump_manifest(self._manifest))
 
         existing = self.store.trials(self.experiment_id)
         for rec in existing:
@@ -833,6 +833,22 @@ class Controller:
         with self._lock:
             return (self.experiment, tuple(self.trials.values()),
                     tuple(self._host_states.values()), tuple(self.events), self.waiting_reason)
+
+
+def _dump_manifest(manifest: Any) -> str:
+    return json.dumps({
+        "digest": manifest.digest,
+        "total_bytes": manifest.total_bytes,
+        "entries": [[e.path, e.size, e.mode, e.sha256] for e in manifest.entries],
+    })
+
+
+def _load_manifest(text: str) -> Any:
+    from remotetune.sync import Manifest, ManifestEntry
+
+    data = json.loads(text)
+    entries = tuple(ManifestEntry(str(p), int(n), int(m), str(h)) for p, n, m, h in data["entries"])
+    return Manifest(entries, str(data["digest"]), int(data["total_bytes"]))
 
 
 def new_seed() -> int:

@@ -236,6 +236,8 @@ class HostSession:
         answer = self._agent().call("exec", argv=list(NVIDIA_SMI_ARGS), timeout=30)
         if not answer["found"]:
             return GpuReport(None, "nvidia-smi not found")
+        if answer["code"] == 6:  # "No devices were found"
+            return GpuReport(())
         if answer["code"] != 0:
             text = (answer["stderr"] or answer["stdout"]).strip()
             return GpuReport(None, f"nvidia-smi failed (exit {answer['code']}): {text[:200]}")
