@@ -128,6 +128,7 @@ def import_nni_report(store: Store, path: str | os.PathLike[str]) -> list[NniImp
     file = Path(path).expanduser()
     profiles, events, metrics = _read(file)
     owners = _assign_trials(profiles, events)
+    owned = set().union(*owners.values()) if owners else set()
     existing = _already_imported(store)
     results: list[NniImport] = []
     for profile in profiles:
@@ -140,13 +141,15 @@ def import_nni_report(store: Store, path: str | os.PathLike[str]) -> list[NniImp
             results.append(NniImport(profile.nni_id, existing[profile.nni_id], False, 0, 0))
             continue
         mine = owners.get(profile.nni_id, set())
+        # metrics of a trial without events go with the last experiment (and get skipped)
+        last = profile is profiles[-1]
         results.append(
             _import_one(
                 store,
                 file,
                 profile,
                 [e for e in events if e.trial_id in mine],
-                [m for m in metrics if m.trial_id in mine],
+                [m for m in metrics if m.trial_id in mine or (last and m.trial_id not in owned)],
             )
         )
     return results
@@ -376,7 +379,7 @@ def _import_one(
     exp_id = store.new_experiment_id()
     trials: list[TrialRecord] = []
     points: dict[str, list[MetricPoint]] = {}
-    skipped = 0
+    skipped = sum(len(trial_metrics[t]) for t in orphans)
     used_sequences: set[int] = set()
     for trial_id, evs in trial_events.items():
         pts, bad = _points(trial_id, trial_metrics.get(trial_id, []))

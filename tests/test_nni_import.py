@@ -255,8 +255,11 @@ def test_v1_config_keys(tmp_path: Path, store: Store) -> None:
     db.event(20, "XyZ12", "RUNNING", 0, nni_id="v1expAAA")
     db.metric(30, "XyZ12", "0", "FINAL", 0, 0.75)
     db.event(40, "XyZ12", "SUCCEEDED", 0, nni_id="v1expAAA")
+    db.metric(50, "ghost", "9", "FINAL", 0, 1.0)  # a trial without events: skipped
     db.close()
-    [exp_id] = import_nni(store, path)
+    [report] = import_nni_report(store, path)
+    assert (report.trials, report.metrics, report.skipped_metrics) == (1, 1, 1)
+    exp_id = report.experiment_id
     exp = store.experiment(exp_id)
     assert exp.name == "legacy (nni v1expAAA)"
     assert exp.tuner == "Anneal" and exp.optimize_mode is OptimizeMode.MAXIMIZE
