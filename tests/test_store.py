@@ -465,7 +465,7 @@ json_values = st.recursive(
 )
 
 
-@settings(max_examples=40, deadline=None)
+@settings(max_examples=20, deadline=None)
 @given(params=st.dictionaries(st.text(min_size=1, max_size=8), json_values, max_size=4))
 def test_parameters_roundtrip_any_json(tmp_path_factory: pytest.TempPathFactory, params) -> None:
     path = tmp_path_factory.mktemp("rt") / "remotetune.db"
