@@ -72,3 +72,43 @@ def trial_script(setup: tuple[str, ...] | list[str], command: str) -> str:
         )
     lines.append(command)
     return "\n".join(lines) + "\n"
+
+
+# `remotetune check`: the interpreter's version, then the workdir (created if missing,
+# write-probed, free bytes) as one JSON line. Parses on Python 2 too, so an old
+# interpreter is reported as too old rather than as a syntax error. argv: the workdir.
+_CHECK_PY = (
+    "import json,os,sys\n"
+    "v=sys.version_info\n"
+    "out={'version':'%d.%d.%d'%tuple(v[:3])}\n"
+    "if v>=(3,8):\n"
+    "  d=os.path.abspath(os.path.expanduser(sys.argv[1])); out['workdir']=d\n"
+    "  try:\n"
+    "    os.makedirs(d,exist_ok=True)\n"
+    "    p=os.path.join(d,'.remotetune-check-%d'%os.getpid()); open(p,'wb').close()\n"
+    "    os.unlink(p); out['writable']=True\n"
+    "  except OSError as e:\n"
+    "    out['writable']=False; out['error']=str(e)\n"
+    "  try:\n"
+    "    s=os.statvfs(d); out['free']=s.f_bavail*s.f_frsize\n"
+    "  except OSError:\n"
+    "    pass\n"
+    "sys.stdout.write(json.dumps(out)+'\\n')\n"
+)
+CHECK_MARK = "@@remotetune-check"
+
+
+def check_command(python: str, workdir: str, nvidia_smi_args: tuple[str, ...] | list[str]) -> str:
+    """One exec for `remotetune check`: Python and workdir facts, then nvidia-smi's output.
+
+    Sections start with ``@@remotetune-check <name>`` lines and end with
+    ``@@remotetune-check rc <exit code>`` (127: the program was not found).
+    """
+    smi = " ".join(q(a) for a in nvidia_smi_args)
+    mark = q(CHECK_MARK)
+    return (
+        f"echo {mark} python; {q(python)} -c {q(_CHECK_PY)} {q(workdir)} 2>&1; "
+        f"echo {mark} rc $?; echo {mark} gpus; "
+        f"if command -v {q(nvidia_smi_args[0])} >/dev/null 2>&1; then {smi} 2>&1; "
+        f"echo {mark} rc $?; else echo {mark} rc 127; fi"
+    )
