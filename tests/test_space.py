@@ -57,7 +57,7 @@ def _choice_spec(children: st.SearchStrategy[dict[str, Any]]) -> st.SearchStrate
     @st.composite
     def build(draw: st.DrawFn) -> dict[str, Any]:
         if draw(st.booleans()):
-            options = draw(st.lists(literal, min_size=1, max_size=5))
+            options: list[Any] = draw(st.lists(literal, min_size=1, max_size=5))
         else:
             labels = draw(st.lists(_names, min_size=1, max_size=4, unique=True))
             options = [{"_name": label, **draw(nested)} for label in labels]
@@ -223,9 +223,9 @@ def test_dict_options_without_name_are_literals() -> None:
 
 
 def test_space_is_a_value() -> None:
-    raw = {"x": {"_type": "uniform", "_value": [0, 1]}}
-    space = SearchSpace.parse(raw)
-    raw["x"]["_value"][1] = 5  # the caller's dict is copied
+    bounds: list[float] = [0, 1]
+    space = SearchSpace.parse({"x": {"_type": "uniform", "_value": bounds}})
+    bounds[1] = 5  # the caller's data is copied
     assert space.raw["x"]["_value"] == [0, 1]
     assert space == SearchSpace.parse({"x": {"_type": "uniform", "_value": [0, 1]}})
     assert space.names == ("x",)

@@ -1,0 +1,142 @@
+"""``create_tuner``: built-in tuners by (NNI) name, custom ones as ``module:Class``."""
+
+from __future__ import annotations
+
+import difflib
+import importlib
+import importlib.util
+import sys
+from collections.abc import Mapping
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+from remotetune.errors import TunerError
+from remotetune.model import OptimizeMode
+from remotetune.space import SearchSpace
+from remotetune.tuners._anneal import AnnealTuner
+from remotetune.tuners._base import Tuner, parse_optimize_mode, unknown_arg_error
+from remotetune.tuners._batch import BatchTuner
+from remotetune.tuners._evolution import EvolutionTuner
+from remotetune.tuners._grid import GridSearchTuner
+from remotetune.tuners._optuna import TpeTuner
+from remotetune.tuners._random import RandomTuner
+
+# Display name -> class; lookups ignore case, "_" and "-"; ALIASES adds NNI's other spellings.
+BUILTIN_TUNERS: dict[str, type[Tuner]] = {
+    "Random": RandomTuner,
+    "GridSearch": GridSearchTuner,
+    "Batch": BatchTuner,
+    "TPE": TpeTuner,
+    "Anneal": AnnealTuner,
+    "Evolution": EvolutionTuner,
+}
+_ALIASES = {"randomsearch": "Random", "grid": "GridSearch", "batchtuner": "Batch"}
+
+
+def _norm(name: str) -> str:
+    return name.lower().replace("_", "").replace("-", "").replace(" ", "")
+
+
+_LOOKUP = {_norm(k): k for k in BUILTIN_TUNERS} | _ALIASES
+
+
+def create_tuner(
+    name: str,
+    class_args: Mapping[str, Any],
+    space: SearchSpace,
+    *,
+    code_directory: str | None = None,
+    seed: int | None = None,
+) -> Tuner:
+    """Build the tuner ``name`` (a built-in name, or ``module:Class`` / ``module.Class``).
+
+    ``class_args`` are NNI's ``classArgs``: ``optimize_mode`` (default maximize), ``seed``
+    (overrides the ``seed`` argument) and the tuner's own arguments.
+    """
+    cls = tuner_class(name, code_directory=code_directory)
+    if not isinstance(class_args, Mapping):
+        raise TunerError(f"tuner {name}: classArgs must be a mapping, got {class_args!r}")
+    args = dict(class_args)
+    mode = parse_optimize_mode(args.pop("optimize_mode", OptimizeMode.MAXIMIZE))
+    if "seed" in args:
+        seed = args.pop("seed")
+    accepted = cls.class_arg_names()
+    for key in args:
+        if key not in accepted:
+            raise unknown_arg_error(cls, key)
+    try:
+        return cls(space, mode, seed=seed, **args)
+    except TunerError:
+        raise
+    except Exception as exc:  # a custom tuner's own constructor
+        raise TunerError(f"tuner {name} could not be created: {type(exc).__name__}: {exc}") from exc
+
+
+def tuner_class(name: str, *, code_directory: str | None = None) -> type[Tuner]:
+    """The class for ``name``; a custom ``module:Class`` must subclass :class:`Tuner`."""
+    if not isinstance(name, str) or not name.strip():
+        raise TunerError(f"tuner name must be a non-empty string, got {name!r}")
+    key = _LOOKUP.get(_norm(name))
+    if key is not None:
+        return BUILTIN_TUNERS[key]
+    if ":" in name or "." in name:
+        return _load_custom(name, code_directory)
+    close = difflib.get_close_matches(_norm(name), list(_LOOKUP), n=1, cutoff=0.5)
+    hint = f"did you mean {_LOOKUP[close[0]]!r}? " if close else ""
+    raise TunerError(
+        f"unknown tuner {name!r} ({hint}built-in tuners: {', '.join(BUILTIN_TUNERS)}; "
+        "a custom tuner is written as 'module:Class')"
+    )
+
+
+def _load_custom(spec: str, code_directory: str | None) -> type[Tuner]:
+    module_name, sep, class_name = spec.partition(":")
+    if not sep:
+        module_name, _, class_name = spec.rpartition(".")
+    if not module_name or not class_name:
+        raise TunerError(f"custom tuner {spec!r} must be written as 'module:Class'")
+    module = _import(module_name, code_directory)
+    cls = getattr(module, class_name, None)
+    if cls is None:
+        raise TunerError(f"custom tuner {spec!r}: module {module_name!r} has no {class_name!r}")
+    if not (isinstance(cls, type) and issubclass(cls, Tuner)):
+        raise TunerError(
+            f"custom tuner {spec!r} must be a class that subclasses remotetune.tuners.Tuner"
+        )
+    return cls
+
+
+def _import(module_name: str, code_directory: str | None) -> ModuleType:
+    file = None
+    if code_directory:
+        base = Path(code_directory, *module_name.split("."))
+        for candidate in (base.with_suffix(".py"), base / "__init__.py"):
+            if candidate.is_file():
+                file = candidate
+                break
+    where = f" under {code_directory}" if code_directory else ""
+    try:
+        if file is None:
+            return importlib.import_module(module_name)
+        module_spec = importlib.util.spec_from_file_location(module_name, file)
+        if module_spec is None or module_spec.loader is None:
+            raise ImportError(f"cannot load {file}")
+        module = importlib.util.module_from_spec(module_spec)
+        sys.modules[module_name] = module
+        sys.path.insert(0, str(code_directory))  # so it can import its neighbours
+        try:
+            module_spec.loader.exec_module(module)
+        finally:
+            sys.path.remove(str(code_directory))
+        return module
+    except ModuleNotFoundError as exc:
+        raise TunerError(
+            f"custom tuner module {module_name!r} not found{where}: {exc} (put {module_name}.py "
+            "in the code directory or install it)"
+        ) from exc
+    except Exception as exc:
+        sys.modules.pop(module_name, None) if file is not None else None
+        raise TunerError(
+            f"custom tuner module {module_name!r} failed to import: {type(exc).__name__}: {exc}"
+        ) from exc
