@@ -114,4 +114,9 @@ def _levels(p: Parameter, epoch: int) -> list[tuple[Any, bool]]:
 def _points(p: Parameter, epoch: int) -> list[Any]:
     """The points epoch ``epoch`` adds: the prior's quantiles at odd multiples of 1/2^(e+1)."""
     denominator = 2 ** (epoch + 1)
-    return [from_unit(p, k / denominator) for k in range(1, denominator, 2)]
+    return [_tidy(from_unit(p, k / denominator)) for k in range(1, denominator, 2)]
+
+
+def _tidy(value: Any) -> Any:
+    """12 significant digits: ``0.001``, not ``0.0010000000000000002`` (exp of a log)."""
+    return float(f"{value:.12g}") if isinstance(value, float) else value
