@@ -43,6 +43,9 @@ from remotetune.tuners import Tuner, create_tuner
 
 log = logging.getLogger(__name__)
 
+BROKEN_RETRY = 60.0  # seconds between attempts on a host that needs the user
+CORDON_SECONDS = 30.0  # no new trials on a host after it failed to launch one
+
 # Errors that need the user (wrong credentials, host key, no Python): retrying cannot help.
 _FATAL_REASONS = {"authentication", "host key", "host setup", "sync"}
 
@@ -214,7 +217,7 @@ class Controller:
                 break
             self._handle(done)
         broken = [w for w in self.workers.values() if w.status is not HostStatus.READY]
-        if broken and not existing:
+        if broken and len(broken) == len(self.workers) and not existing:
             lines = "\n".join(f"  {w.name}: {w.message}" for w in broken)
             raise TransportError(
                 ", ".join(w.name for w in broken),
@@ -476,11 +479,15 @@ class Controller:
     def _on_connect(self, worker: HostWorker, item: Completion) -> None:
         worker.connect_in_flight = False
         if item.error is not None:
+            repeated = worker.status is HostStatus.BROKEN and worker.message == str(item.error)
             worker.status = HostStatus.BROKEN
             worker.message = str(item.error)
+            worker.next_connect_at = self.clock() + BROKEN_RETRY
+            worker.session.close()
             self.slots.set_reachable(worker.name, False)
-            self._event("host", f"{worker.name} cannot be used: {item.error}",
-                        host=worker.name, level="error")
+            if not repeated:
+                self._event("host", f"{worker.name} cannot be used: {item.error}",
+                            host=worker.name, level="error")
             self._save_host_state(worker)
             return
         info, snapshot, gpus = item.result
@@ -530,6 +537,10 @@ class Controller:
             self._event("trial", f"trial {trial_id} could not be launched on {worker.name}: "
                         f"{item.error}", trial_id=trial_id, host=worker.name, level="error")
             self._observe(self.trials[trial_id])
+            # A host that cannot start trials (disk full, workdir gone) takes no new ones
+            # for a while, so it does not eat the trial budget; its running trials go on.
+            worker.cordoned_until = self.clock() + CORDON_SECONDS
+            self.slots.set_reachable(worker.name, False)
             return
         info = item.result
         self.pgids[trial_id] = int(info["pgid"])
@@ -663,6 +674,14 @@ class Controller:
 
     def _check_hosts(self, now: float) -> None:
         for worker in self.workers.values():
+            if worker.cordoned_until and now >= worker.cordoned_until:
+                worker.cordoned_until = 0.0
+                if worker.status is HostStatus.READY:
+                    self.slots.set_reachable(worker.name, True)
+            if worker.status is HostStatus.BROKEN:
+                if not worker.connect_in_flight and now >= worker.next_connect_at:
+                    self._submit_connect(worker)  # the user may have fixed it meanwhile
+                continue
             if worker.status is not HostStatus.UNREACHABLE:
                 continue
             if not worker.connect_in_flight and now >= worker.next_connect_at:

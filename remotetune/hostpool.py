@@ -53,6 +53,7 @@ class HostWorker:
     next_poll_at: float = 0.0
     gpu_in_flight: bool = False
     next_gpu_at: float = 0.0
+    cordoned_until: float = 0.0  # takes no new trials before this time
     snapshot_dir: str | None = None
     gpus: tuple[GpuInfo, ...] = ()
     gpu_error: str | None = None

@@ -25,6 +25,7 @@ from remotetune.transport.base import Transport
 log = logging.getLogger(__name__)
 
 DEFAULT_WORKDIR = "~/.remotetune/hosts"
+MIN_FREE_BYTES = 1 << 20  # below this the host is "disk full" for remotetune
 
 
 def make_transport(spec: HostSpec) -> Transport:
@@ -124,6 +125,12 @@ class HostSession:
             cpus=int(hello["cpus"]),
         )
         disk = self.agent.call("disk", path="experiments")
+        if disk["writable"] and int(disk["free"]) < MIN_FREE_BYTES:
+            raise RemoteSetupError(
+                self.name,
+                f"disk full: {int(disk['free']) // 1024} KiB free in {self.info.workdir}",
+                hint="free some space on the host or point `workdir:` at a larger disk",
+            )
         if not disk["writable"]:
             raise RemoteSetupError(
                 self.name,
