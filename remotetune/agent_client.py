@@ -51,7 +51,9 @@ class AgentClient:
         except HostUnreachable as exc:
             stderr = self.channel.stderr_text().strip()
             if stderr:
-                raise HostUnreachable(self.host, f"{exc.message}; agent stderr: {stderr[-500:]}")
+                raise HostUnreachable(
+                    self.host, f"{exc.message}; agent stderr: {stderr[-500:]}"
+                ) from None
             raise
         return line.decode("utf-8", "replace")
 

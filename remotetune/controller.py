@@ -771,7 +771,9 @@ class Controller:
                 continue
             session, grace = worker.session, self.config.kill_grace_period
 
-            def kill_all(session: HostSession = session, pgids: list[int] = pgids) -> None:
+            def kill_all(
+                session: HostSession = session, pgids: list[int] = pgids, grace: float = grace
+            ) -> None:
                 for pgid in pgids:
                     session.kill(pgid, grace)  # TERM now, KILL after grace (agent thread)
                 for pgid in pgids:

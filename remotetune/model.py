@@ -9,7 +9,8 @@ import enum
 import json
 import math
 from dataclasses import dataclass, field
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 
 class TrialStatus(str, enum.Enum):

@@ -211,7 +211,7 @@ class HostSession:
             timeout=60,
         )
         out = []
-        for item, r in zip(items, answer["trials"]):
+        for item, r in zip(items, answer["trials"], strict=True):
             out.append(
                 PollResult(
                     trial_id=item.trial_id,

@@ -85,8 +85,7 @@ class LocalTransport(Transport):
             proc = subprocess.run(
                 ["sh", "-c", command],
                 input=stdin if stdin is not None else b"",
-                stdout=subprocess.PIPE,
-                stderr=subprocess.PIPE,
+                capture_output=True,
                 timeout=timeout,
                 env=self._env(),
             )

@@ -22,7 +22,7 @@ with open(os.path.join(trial_dir, "reported.txt"), "a") as log:
     for i in range(steps):
         value = round(x * (i + 1) / steps, 6)
         trial.report_intermediate_result(value)
-        log.write("%r\n" % value)
+        log.write(f"{value!r}\n")
         log.flush()
         time.sleep(float(p.get("sleep", 0.02)))
     if p.get("garbage"):
@@ -34,4 +34,4 @@ with open(os.path.join(trial_dir, "reported.txt"), "a") as log:
         print("something went wrong on purpose", file=sys.stderr)
         sys.exit(3)
     trial.report_final_result({"default": x, "steps": steps})
-    log.write("%r\n" % x)
+    log.write(f"{x!r}\n")
