@@ -29,9 +29,9 @@ die() { log "error: $*"; exit 1; }
 # Print the first Debian mirror URI that apt on this machine uses for the main archive
 # (one-line "deb URL SUITE ..." lists and deb822 ".sources" files both understood).
 detect_mirror() {
-    local files=() f
-    [ -f /etc/apt/sources.list ] && files+=(/etc/apt/sources.list)
-    for f in /etc/apt/sources.list.d/*.list /etc/apt/sources.list.d/*.sources; do
+    local etc="${APT_ETC:-/etc/apt}" files=() f
+    [ -f "$etc/sources.list" ] && files+=("$etc/sources.list")
+    for f in "$etc"/sources.list.d/*.list "$etc"/sources.list.d/*.sources; do
         [ -f "$f" ] && files+=("$f")
     done
     [ "${#files[@]}" -gt 0 ] || return 1

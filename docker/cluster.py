@@ -310,6 +310,20 @@ class Cluster:
             raise ClusterError(f"{host} has no address (is it running?)")
         return addresses[0]
 
+    def network(self) -> str:
+        """The name of the cluster's private Docker network (for ``docker run --network``)."""
+        result = _run(
+            [
+                "docker", "network", "ls", "-q",
+                "--filter", f"label=com.docker.compose.project={self.project}",
+                "--format", "{{.Name}}",
+            ]
+        )  # fmt: skip
+        names = result.stdout.split()
+        if len(names) != 1:
+            raise ClusterError(f"expected one network for project {self.project}, found {names}")
+        return names[0]
+
     def ssh_argv(self, host: str, command: str, *, connect_timeout: float = 5.0) -> list[str]:
         """An OpenSSH client command line running ``command`` on ``host`` as ``trial``."""
         return [
@@ -369,22 +383,32 @@ class Cluster:
         python: str = "python3",
         gpu_indices: Mapping[str, Sequence[int]] | None = None,
         extra: Mapping[str, str | int | bool] | None = None,
+        private_network: bool = False,
+        key_dir: str | None = None,
     ) -> Path:
         """Write a remotetune machines.yml for ``hosts`` (all three by default).
 
         ``gpu_indices`` restricts hosts to some GPUs; ``extra`` adds scalar keys to every
-        entry (e.g. ``{"connectTimeout": 5}``).
+        entry (e.g. ``{"connectTimeout": 5}``).  For a controller running in a container
+        on the cluster's network (:meth:`network`), ``private_network=True`` addresses the
+        hosts by name on port 22, and ``key_dir`` is where ``id_ed25519`` and
+        ``known_hosts`` are mounted in that container.
         """
+        identity = str(self.identity_file)
+        known_hosts = str(self.known_hosts_file)
+        if key_dir is not None:
+            identity = f"{key_dir.rstrip('/')}/{self.identity_file.name}"
+            known_hosts = f"{key_dir.rstrip('/')}/{self.known_hosts_file.name}"
         lines = ["machines:"]
         for name in hosts:
             endpoint = self._endpoint(name)
             lines += [
                 f"  - name: {name}",
-                "    host: 127.0.0.1",
-                f"    port: {endpoint.port}",
+                f"    host: {endpoint.hostname if private_network else '127.0.0.1'}",
+                f"    port: {22 if private_network else endpoint.port}",
                 f"    user: {USER}",
-                f"    identityFile: {_yaml_str(str(self.identity_file))}",
-                f"    knownHostsFile: {_yaml_str(str(self.known_hosts_file))}",
+                f"    identityFile: {_yaml_str(identity)}",
+                f"    knownHostsFile: {_yaml_str(known_hosts)}",
                 f"    python: {_yaml_str(python)}",
             ]
             if gpu_indices is not None and name in gpu_indices:

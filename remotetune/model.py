@@ -8,8 +8,8 @@ from __future__ import annotations
 import enum
 import json
 import math
-from dataclasses import dataclass, field
 from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 
