@@ -30,7 +30,7 @@ from remotetune.store import Store  # noqa: E402
 from remotetune.tuners import create_tuner  # noqa: E402
 
 
-def run_workload(n: int, concurrency: int, sleep: float, poll: float) -> dict[str, float]:
+def run_workload(n: int, concurrency: int, sleep: float) -> dict[str, float]:
     with tempfile.TemporaryDirectory() as tmp:
         home = Path(tmp) / "home"
         code = Path(tmp) / "code"
@@ -45,7 +45,6 @@ def run_workload(n: int, concurrency: int, sleep: float, poll: float) -> dict[st
                 "trialConcurrency": concurrency,
                 "maxTrialNumber": n,
                 "tuner": {"name": "Random"},
-                "pollInterval": poll,
             },
             file=None,
             base_dir=Path(tmp),
@@ -110,11 +109,10 @@ def main() -> None:
     parser.add_argument("--trials", type=int, default=40)
     parser.add_argument("--concurrency", type=int, default=4)
     parser.add_argument("--sleep", type=float, default=0.6)
-    parser.add_argument("--poll", type=float, default=0.02)
     parser.add_argument("--repeat", type=int, default=1)
     args = parser.parse_args()
     for _ in range(args.repeat):
-        r = run_workload(args.trials, args.concurrency, args.sleep, args.poll)
+        r = run_workload(args.trials, args.concurrency, args.sleep)
         print(
             f"{args.trials} trials of sleep {args.sleep} at {args.concurrency}: "
             f"wall {r['wall']:.2f} s (ideal {r['ideal']:.1f} s, goal <= 7.5 s), "

@@ -85,7 +85,7 @@ def test_minimal_file_gets_every_default(tmp_path: Path) -> None:
     assert cfg.tuner == TunerSpec("TPE", {"optimize_mode": "maximize"})
     assert cfg.optimize_mode is OptimizeMode.MAXIMIZE
     assert cfg.assessor is None
-    assert cfg.poll_interval == 0.05
+    assert cfg.poll_interval == 0.02
     assert cfg.host_grace_period == 300.0
     assert cfg.max_trial_retries == 2
     assert cfg.retry_failed_trials == 0

@@ -84,7 +84,7 @@ class ExperimentConfig:
         default_factory=lambda: TunerSpec("TPE", {"optimize_mode": "maximize"})
     )
     assessor: TunerSpec | None = None
-    poll_interval: float = 0.05
+    poll_interval: float = 0.02
     host_grace_period: float = 300.0
     max_trial_retries: int = 2
     retry_failed_trials: int = 0
@@ -145,7 +145,7 @@ def _parse(data: Any, src: Source) -> ExperimentConfig:
         trial_gpu_number=top.integer("trialGpuNumber", minimum=0, example="1"),
         tuner=tuner,
         assessor=_tuner(top, "assessor"),
-        poll_interval=_seconds(top, "pollInterval", 0.05, positive=True, example="0.5"),
+        poll_interval=_seconds(top, "pollInterval", 0.02, positive=True, example="0.5"),
         host_grace_period=_seconds(top, "hostGracePeriod", 300.0, example='"5m"'),
         max_trial_retries=top.integer("maxTrialRetries", default=2, minimum=0) or 0,
         retry_failed_trials=top.integer("retryFailedTrials", default=0, minimum=0) or 0,
