@@ -174,8 +174,8 @@ def _stop_mode(args: argparse.Namespace, interrupts: _Interrupts, interactive: b
         view.__exit__(None, None, None)
     try:
         answer = console.input(
-            "\n[bold]Interrupted.[/] [k]ill the running trials, [l]eave them running for "
-            "`remotetune resume`, or [c]ontinue? [k/l/c] "
+            "\n[bold]Interrupted.[/] \\[k]ill the running trials, \\[l]eave them running for "
+            "`remotetune resume`, or \\[c]ontinue? \\[k/l/c] "
         ).strip().lower()
     except (EOFError, KeyboardInterrupt):
         answer = "k"
@@ -471,11 +471,15 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    err = Console(stderr=True)
+    # rich's handler prints above a live view instead of tearing through it.
+    from rich.logging import RichHandler
+
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.WARNING,
-        format="%(levelname)s %(name)s: %(message)s",
+        format="%(name)s: %(message)s",
+        handlers=[RichHandler(console=err, show_path=False, show_time=False)],
     )
-    err = Console(stderr=True)
     try:
         return int(args.func(args))
     except ConfigError as exc:

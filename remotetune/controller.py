@@ -841,7 +841,7 @@ class Controller:
         with self._lock:
             self.events.append(ev)
             del self.events[:-50]
-        getattr(log, "error" if level == "error" else "info")(message)
+        log.debug("%s: %s", kind, message)  # events reach users through the store and view
         if self.on_event is not None:
             self.on_event(ev)
 
