@@ -41,7 +41,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
-from remotetune._host.syncops import manifest_digest
+from remotetune._host.syncops import manifest_digest, write_new
 from remotetune.errors import SyncError
 
 log = logging.getLogger(__name__)
@@ -341,63 +341,107 @@ def build_manifest(
 
 
 # --------------------------------------------------------------------------- local store
+#
+# The local store holds packs: ``packs/<id>.tar`` is a tar of blobs named by sha256 (the
+# very format sent to hosts) and ``packs/<id>.json`` its index, written last, so a pack
+# without an index is an interrupted freeze and is ignored. One freeze writes one pack:
+# two files instead of one per source file.
+
+_BLOCK = 512
 
 
-def _have(objects_dir: Path, sha: str, size: int) -> bool:
-    try:
-        return (objects_dir / sha).stat().st_size == size
-    except OSError:
-        return False
+@dataclass(frozen=True)
+class _Blob:
+    pack: Path
+    start: int  # offset of the member's header in the pack
+    end: int  # offset just past its data, padded to the block size
+
+
+def _load_index(objects_dir: Path) -> dict[str, _Blob]:
+    index: dict[str, _Blob] = {}
+    packs = objects_dir / "packs"
+    if not packs.is_dir():
+        return index
+    for idx in sorted(packs.glob("*.json")):
+        try:
+            members = json.loads(idx.read_text())["members"]
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            log.warning("ignoring unreadable pack index %s: %s", idx, exc)
+            continue
+        pack = idx.with_suffix(".tar")
+        for sha, (start, end) in members.items():
+            index.setdefault(sha, _Blob(pack, int(start), int(end)))
+    return index
 
 
 def freeze(root: Path, manifest: Manifest, objects_dir: Path) -> None:
-    """Copy the manifest's blobs into the local store, checking each file's sha256.
+    """Copy the blobs the local store lacks into one new pack, checking each sha256.
 
     Raises :class:`SyncError` when a file changed since :func:`build_manifest` (then build
     the manifest again).
     """
     root = Path(root).resolve()
-    objects_dir.mkdir(parents=True, exist_ok=True)
+    index = _load_index(objects_dir)
+    needed: dict[str, ManifestEntry] = {}
     for entry in manifest.entries:
-        if _have(objects_dir, entry.sha256, entry.size):
-            continue
-        tmp = objects_dir / f".tmp-{entry.sha256[:16]}-{os.getpid()}"
-        digest = hashlib.sha256()
-        try:
-            with open(root / entry.path, "rb") as source, open(tmp, "wb") as out:
-                while chunk := source.read(1 << 20):
-                    digest.update(chunk)
-                    out.write(chunk)
-            if digest.hexdigest() != entry.sha256:
-                raise SyncError(str(root), f"{entry.path} changed while the code was being "
-                                "frozen", hint="start the experiment again once edits are saved")
-            tmp.chmod(0o444)
-            os.replace(tmp, objects_dir / entry.sha256)
-        except OSError as exc:
-            raise SyncError(str(root), f"cannot freeze {entry.path}: {exc.strerror or exc}"
-                            ) from None
-        finally:
-            tmp.unlink(missing_ok=True)
+        if entry.sha256 not in index:
+            needed.setdefault(entry.sha256, entry)
+    if not needed:
+        return
+    packs = objects_dir / "packs"
+    packs.mkdir(parents=True, exist_ok=True)
+    name = f"{time.time_ns():x}-{os.getpid()}"
+    tmp = packs / f".{name}.tar.tmp"
+    members: dict[str, list[int]] = {}
+    try:
+        with open(tmp, "wb") as out, tarfile.open(fileobj=out, mode="w",
+                                                   format=tarfile.USTAR_FORMAT) as tar:
+            for sha, entry in needed.items():
+                data = (root / entry.path).read_bytes()
+                if hashlib.sha256(data).hexdigest() != sha:
+                    raise SyncError(str(root), f"{entry.path} changed while the code was being "
+                                    "frozen", hint="start the experiment again once edits "
+                                    "are saved")
+                info = tarfile.TarInfo(sha)
+                info.size = len(data)
+                info.mode = 0o444
+                start = tar.offset
+                tar.addfile(info, io.BytesIO(data))
+                members[sha] = [start, tar.offset]
+        os.replace(tmp, packs / f"{name}.tar")
+        write_new(str(packs / f"{name}.json"), json.dumps({"members": members}).encode())
+    except OSError as exc:
+        raise SyncError(str(root), f"cannot freeze the code into {packs}: "
+                        f"{exc.strerror or exc}") from None
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 # --------------------------------------------------------------------------- sending
 
 
-def _tar(objects_dir: Path, shas: Sequence[str]) -> bytes:
-    buffer = io.BytesIO()
-    with tarfile.open(fileobj=buffer, mode="w", format=tarfile.GNU_FORMAT) as tar:
+def _tar(index: dict[str, _Blob], shas: Sequence[str]) -> bytes:
+    """A tar stream of ``shas``: their members' raw bytes copied from the packs."""
+    parts: list[bytes] = []
+    handles: dict[Path, Any] = {}
+    try:
         for sha in shas:
-            path = objects_dir / sha
-            info = tarfile.TarInfo(sha)
-            info.mode = 0o444
-            try:
-                with open(path, "rb") as handle:
-                    info.size = os.fstat(handle.fileno()).st_size
-                    tar.addfile(info, handle)
-            except OSError:
-                raise SyncError("local", f"object {sha} is not in the local store {objects_dir}",
-                                hint="freeze() the manifest before syncing it") from None
-    return buffer.getvalue()
+            blob = index.get(sha)
+            if blob is None:
+                raise SyncError("local", f"object {sha} is not in the local store",
+                                hint="freeze() the manifest before syncing it")
+            handle = handles.get(blob.pack)
+            if handle is None:
+                handle = handles[blob.pack] = open(blob.pack, "rb")  # noqa: SIM115
+            handle.seek(blob.start)
+            parts.append(handle.read(blob.end - blob.start))
+    except OSError as exc:
+        raise SyncError("local", f"cannot read the local store: {exc}") from None
+    finally:
+        for handle in handles.values():
+            handle.close()
+    parts.append(b"\0" * (2 * _BLOCK))  # end-of-archive marker
+    return b"".join(parts)
 
 
 def _batches(shas: Sequence[str], sizes: dict[str, int]) -> list[list[str]]:
@@ -430,8 +474,9 @@ def sync_snapshot(client: AgentCaller, manifest: Manifest, objects_dir: Path) ->
         raise SyncError(client.host, f"the host asked for objects not in the manifest: "
                         f"{unknown[:3]}")
     sent = 0
+    index = _load_index(objects_dir) if missing else {}
     for batch in _batches(missing, sizes):
-        tar = _tar(objects_dir, batch)
+        tar = _tar(index, batch)
         client.call("sync_put", payload=tar, timeout=_timeout(len(tar)))
         sent += sum(sizes[sha] for sha in batch)
     answer = client.call("sync_materialize", snapshot=manifest.digest, payload=payload,

@@ -204,20 +204,30 @@ def test_recently_modified_files_are_not_cached(tmp_path: Path) -> None:
 # ---------------------------------------------------------------------- freeze
 
 
-def test_freeze_copies_and_checks_blobs(tmp_path: Path) -> None:
+def test_freeze_packs_and_checks_blobs(tmp_path: Path) -> None:
     root = tmp_path / "code"
     write(root, "a.py", "A")
     write(root, "b.py", "A")  # same content: one object
     manifest = build_manifest(root)
     objects = tmp_path / "objects"
     freeze(root, manifest, objects)
-    assert sorted(p.name for p in objects.iterdir()) == [manifest.entries[0].sha256]
+    assert set(sync._load_index(objects)) == {manifest.entries[0].sha256}
+    freeze(root, manifest, objects)  # nothing new: no new pack
+    assert len(list((objects / "packs").glob("*.json"))) == 1
     write(root, "c.py", "C")
     manifest2 = build_manifest(root)
     write(root, "c.py", "edited after the manifest")
     with pytest.raises(SyncError, match="c.py changed while the code was being frozen"):
         freeze(root, manifest2, objects)
-    assert not list(objects.glob(".tmp-*"))
+    assert sorted(p.name for p in (objects / "packs").iterdir() if p.name.startswith("."
+                                                                                     )) == []
+    write(root, "c.py", "C")
+    freeze(root, manifest2, objects)
+    index = sync._load_index(objects)
+    assert len(index) == 2 and len(list((objects / "packs").glob("*.tar"))) == 2
+    with tarfile.open(fileobj=io.BytesIO(sync._tar(index, sorted(index)))) as tar:
+        assert sorted(tar.getnames()) == sorted(index)
+        assert {tar.extractfile(m).read() for m in tar} == {b"A", b"C"}  # type: ignore[union-attr]
 
 
 # ---------------------------------------------------------------------- host side directly
@@ -237,7 +247,7 @@ def test_host_store_rejects_corruption_and_bad_manifests(tmp_path: Path) -> None
     good = syncops.hashlib.sha256(b"ok").hexdigest()
     bad = syncops.hashlib.sha256(b"expected").hexdigest()
     assert syncops.store_tar(str(tmp_path), _tar({good: b"ok"}))["stored"] == 1
-    assert syncops.store_tar(str(tmp_path), _tar({good: b"ok"}))["skipped"] == 1
+    assert syncops.store_tar(str(tmp_path), _tar({good: b"ok"}))["stored"] == 1  # idempotent
     with pytest.raises(ValueError, match="arrived corrupted"):
         syncops.store_tar(str(tmp_path), _tar({bad: b"tampered"}))
     with pytest.raises(ValueError, match="not a sha256"):

@@ -59,6 +59,14 @@ def _unreachable(host: str, reason: str, message: str, hint: str | None = None) 
     return err
 
 
+def _sendall(channel: paramiko.Channel, data: bytes, chunk: int = 256 * 1024) -> None:
+    """``channel.sendall`` in slices: paramiko's own re-slices the whole rest of ``data``
+    after every 32 KiB packet, which is quadratic (1.7 s of CPU for 20 MiB)."""
+    view = memoryview(data)
+    for start in range(0, len(view), chunk):
+        channel.sendall(bytes(view[start:start + chunk]))
+
+
 def fingerprint(key: paramiko.PKey) -> str:
     digest = hashlib.sha256(key.asbytes()).digest()
     return "SHA256:" + base64.b64encode(digest).decode().rstrip("=")
@@ -454,7 +462,7 @@ class SSHTransport(Transport):
             def feed() -> None:
                 try:
                     if stdin:
-                        channel.sendall(stdin)
+                        _sendall(channel, stdin)
                     channel.shutdown_write()
                 except _NET_ERRORS as exc:
                     errors.append(exc)
@@ -538,7 +546,7 @@ class SSHChannel(AgentChannel):
     def send(self, data: bytes) -> None:
         try:
             self.channel.settimeout(self.SEND_TIMEOUT)
-            self.channel.sendall(data)
+            _sendall(self.channel, data)
         except _NET_ERRORS as exc:
             raise _unreachable(self.host, "connection lost", f"agent channel closed: {exc}"
                                ) from None
