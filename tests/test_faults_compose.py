@@ -431,3 +431,37 @@ def test_unwritable_workdir_makes_the_host_unusable_and_says_why(
     assert why and "not writable" in why[0] and ".remotetune/hosts" in why[0], messages
     assert not states["host2"].reachable
     assert "not writable" in (states["host2"].message or "")
+
+
+def test_workdir_unwritable_mid_experiment_fails_the_trials_placed_there(
+    healthy: Any, tmp_path: Path
+) -> None:
+    steps = 10
+    experiment, machines = write_files(tmp_path, healthy, steps=steps, maxTrialNumber=8)
+    proc = run(tmp_path, "run", str(experiment), "--machines", str(machines))
+    (first,) = running_with_metrics(tmp_path, host="host3")
+    exp_id = snapshot(tmp_path)[0]
+    trials_dir = f"{HOME_ON_HOST}/.remotetune/hosts/experiments/{exp_id}/trials"
+    healthy.exec("host3", f"chmod a-w {trials_dir}", user="trial")
+    try:
+        finish(proc, timeout=180)
+    finally:
+        healthy.exec("host3", f"chmod u+w {trials_dir}", user="trial")
+    with open_store(tmp_path) as store:
+        _, trials = snapshot(tmp_path)
+        assert store.experiment(exp_id).status is ExperimentStatus.DONE
+        counts = by_status(trials)
+        check_finished_trials(healthy, store, exp_id, trials, steps)
+        messages = events(store, exp_id)
+    failed = [t for t in trials if t.status is TrialStatus.FAILED]
+    assert failed, f"no trial was placed on host3 after its workdir broke: {counts}"
+    assert counts == {TrialStatus.SUCCEEDED: 8 - len(failed), TrialStatus.FAILED: len(failed)}
+    for t in failed:  # a clear error, naming the host, the directory and the cause
+        assert t.host == "host3" and t.pid is None
+        assert "launch failed" in (t.message or "") and "Permission denied" in (t.message or "")
+        assert trials_dir in (t.message or "")
+        assert any(m.startswith(f"trial {t.id} could not be launched on host3") for m in messages)
+    # host3 ran only the trial started before the fault; the others took the rest
+    assert [t.id for t in trials if t.host == "host3" and t.status is TrialStatus.SUCCEEDED] == [
+        first.id
+    ]
