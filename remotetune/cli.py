@@ -480,6 +480,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         format="%(name)s: %(message)s",
         handlers=[RichHandler(console=err, show_path=False, show_time=False)],
     )
+    if not args.verbose:  # paramiko logs tracebacks for failures we report ourselves
+        logging.getLogger("paramiko").setLevel(logging.CRITICAL)
     try:
         return int(args.func(args))
     except ConfigError as exc:
