@@ -22,6 +22,8 @@ import paramiko
 import pytest
 import yaml
 
+from remotetune.config import load_machines
+
 pytestmark = pytest.mark.docker
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -99,33 +101,45 @@ def test_hosts_reach_each_other_on_the_private_network(cluster: Any) -> None:
     assert out.startswith("SSH-2.0-OpenSSH")
 
 
-def test_machines_yaml_works_with_paramiko(cluster: Any, tmp_path: Path) -> None:
+def test_machines_yaml_loads_and_works_with_paramiko(cluster: Any, tmp_path: Path) -> None:
     path = cluster.machines_yaml(
         tmp_path / "machines.yml", gpu_indices={"host2": [0]}, extra={"connectTimeout": 5}
     )
-    entries = yaml.safe_load(path.read_text())["machines"]
-    assert [e["name"] for e in entries] == list(dc.HOSTS)
-    assert entries[1]["gpuIndices"] == [0]
-    for entry in entries:
-        assert entry["host"] == "127.0.0.1" and entry["user"] == "trial"
-        assert entry["python"] == "python3" and entry["connectTimeout"] == 5
+    specs = load_machines(path)
+    assert [spec.name for spec in specs] == list(dc.HOSTS)
+    assert specs[1].gpu_indices == (0,)
+    for spec in specs:
+        assert (spec.host, spec.user, spec.python) == ("127.0.0.1", "trial", "python3")
+        assert spec.connect_timeout == 5 and not spec.accept_unknown_host_key
+        assert spec.known_hosts_file is not None and spec.identity_file is not None
         client = paramiko.SSHClient()
-        client.load_host_keys(entry["knownHostsFile"])
+        client.load_host_keys(spec.known_hosts_file)
         client.set_missing_host_key_policy(paramiko.RejectPolicy())
         try:
             client.connect(
-                entry["host"],
-                port=entry["port"],
-                username=entry["user"],
-                key_filename=entry["identityFile"],
+                spec.host,
+                port=spec.port,
+                username=spec.user,
+                key_filename=spec.identity_file,
                 look_for_keys=False,
                 allow_agent=False,
                 timeout=10,
             )
             _, stdout, _ = client.exec_command("hostname")
-            assert stdout.read().decode().strip() == entry["name"]
+            assert stdout.read().decode().strip() == spec.name
         finally:
             client.close()
+
+
+def test_machines_yaml_for_a_controller_on_the_private_network(
+    cluster: Any, tmp_path: Path
+) -> None:
+    path = cluster.machines_yaml(tmp_path / "m.yml", private_network=True, key_dir="/keys")
+    entries = yaml.safe_load(path.read_text())["machines"]
+    assert [(e["host"], e["port"]) for e in entries] == [(h, 22) for h in dc.HOSTS]
+    assert {e["identityFile"] for e in entries} == {"/keys/id_ed25519"}
+    assert {e["knownHostsFile"] for e in entries} == {"/keys/known_hosts"}
+    assert cluster.network().startswith(cluster.project)
 
 
 def test_network_cut_really_cuts_and_processes_keep_running(cluster: Any) -> None:
