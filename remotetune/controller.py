@@ -21,7 +21,14 @@ from typing import Any
 
 from remotetune import commands
 from remotetune.config import ExperimentConfig
-from remotetune.errors import RemotetuneError, TransportError
+from remotetune.errors import (
+    AuthenticationFailed,
+    HostKeyError,
+    RemoteSetupError,
+    RemotetuneError,
+    SyncError,
+    TransportError,
+)
 from remotetune.hostpool import Completion, HostStatus, HostWorker
 from remotetune.hosts import SlotTable
 from remotetune.model import (
@@ -47,7 +54,8 @@ BROKEN_RETRY = 60.0  # seconds between attempts on a host that needs the user
 CORDON_SECONDS = 30.0  # no new trials on a host after it failed to launch one
 
 # Errors that need the user (wrong credentials, host key, no Python): retrying cannot help.
-_FATAL_REASONS = {"authentication", "host key", "host setup", "sync"}
+# By class: the transport refines `reason` ("unknown host key", "host key mismatch").
+_FATAL_ERRORS = (AuthenticationFailed, HostKeyError, RemoteSetupError, SyncError)
 
 
 class StopMode(str, enum.Enum):
@@ -218,7 +226,9 @@ class Controller:
             self._handle(done)
         broken = [w for w in self.workers.values() if w.status is not HostStatus.READY]
         if broken and len(broken) == len(self.workers) and not existing:
-            lines = "\n".join(f"  {w.name}: {w.message}" for w in broken)
+            lines = "\n".join(  # a transport error's message already names its host
+                f"  {w.message}" if (w.message or "").startswith(f"{w.name}: ")
+                else f"  {w.name}: {w.message}" for w in broken)
             raise TransportError(
                 ", ".join(w.name for w in broken),
                 f"cannot use {len(broken)} of {len(self.workers)} host(s):\n{lines}",
@@ -463,7 +473,7 @@ class Controller:
     def _is_connection_error(self, error: TransportError) -> bool:
         from remotetune.agent_client import AgentError
 
-        return not isinstance(error, AgentError) and error.reason not in _FATAL_REASONS
+        return not isinstance(error, (AgentError, *_FATAL_ERRORS))
 
     def _host_down(self, worker: HostWorker, error: BaseException) -> None:
         now = self.clock()
