@@ -201,6 +201,10 @@ class Controller:
                     self.slots.occupy(rec.id, Placement(rec.host, rec.gpus, None))
             elif rec.status is TrialStatus.WAITING:
                 self.waiting.append(rec.id)
+        # Connect to every host in parallel (while the tuner is built here: its imports
+        # take a while); fail fast on what needs the user.
+        for worker in self.workers.values():
+            self._submit_connect(worker)
         self.tuner = create_tuner(
             self.config.tuner.name,
             self.config.tuner.class_args,
@@ -214,9 +218,6 @@ class Controller:
         if self.experiment.status is not ExperimentStatus.RUNNING:
             self._save_experiment(status=ExperimentStatus.RUNNING, ended_at=None, message=None)
 
-        # Connect to every host in parallel; fail fast on what needs the user.
-        for worker in self.workers.values():
-            self._submit_connect(worker)
         deadline = self.clock() + max(w.spec.connect_timeout for w in self.workers.values()) + 60
         while any(w.connect_in_flight for w in self.workers.values()):
             try:
