@@ -31,16 +31,22 @@ if [ "$want" != "$have" ]; then
 fi
 # Wheels of the dependencies only (remotetune itself is installed from the source), kept
 # while pyproject.toml is unchanged.
-stamp="$(sha256sum "$root/pyproject.toml" | cut -c1-64) python$have"
+stamp="wheelhouse-v2 $(sha256sum "$root/pyproject.toml" | cut -c1-64) python$have"
 if [ "$(cat "$wheels/.stamp" 2>/dev/null)" != "$stamp" ]; then
     log "building dependency wheels into $wheels"
     rm -rf "$wheels"
     "${pip[@]}" wheel --quiet --wheel-dir "$wheels" "$root"
     rm -f "$wheels"/remotetune-*.whl
+    # The build backend too: remotetune is installed from source without build isolation,
+    # and Debian's venv setuptools (66) is too old for pyproject.toml's SPDX license.
+    mapfile -t build_requires < <(python3 -c 'import sys, tomllib
+print("\n".join(tomllib.load(open(sys.argv[1], "rb"))["build-system"]["requires"]))' \
+        "$root/pyproject.toml")
+    "${pip[@]}" download --quiet --only-binary=:all: --dest "$wheels" "${build_requires[@]}"
     printf '%s\n' "$stamp" >"$wheels/.stamp"
 else
     log "dependency wheels in $wheels are up to date"
 fi
 log "docker build -> $image"
-docker build -f "$here/controller/Dockerfile" --build-arg "BASE_IMAGE=$base" -t "$image" "$root"
+docker build --force-rm -f "$here/controller/Dockerfile" --build-arg "BASE_IMAGE=$base" -t "$image" "$root"
 log "built $image"

@@ -168,7 +168,7 @@ def build_images(*, base_image: str = BASE_IMAGE, host_image: str = HOST_IMAGE) 
     _run(["bash", str(BUILD_BASE)], env={"REMOTETUNE_BASE_IMAGE": base_image}, timeout=1800)
     _run(
         [
-            "docker", "build", "-q",
+            "docker", "build", "-q", "--force-rm",
             "-f", str(HOST_DOCKERFILE),
             "--build-arg", f"BASE_IMAGE={base_image}",
             "--build-arg", "FAKE_GPUS=1",
