@@ -196,7 +196,9 @@ def _default_excluded(entry: os.DirEntry[str], is_dir: bool) -> bool:
     if is_dir:
         if entry.name in DEFAULT_EXCLUDED_DIRS:
             return True
-        return any(os.path.exists(os.path.join(entry.path, m)) for m in ENV_MARKERS)
+        # virtualenvs, and a remotetune home (its store changes while we freeze the code)
+        return any(os.path.exists(os.path.join(entry.path, m))
+                   for m in (*ENV_MARKERS, "remotetune.db"))
     return entry.name.endswith(DEFAULT_EXCLUDED_SUFFIXES)
 
 
