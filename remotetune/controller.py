@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import enum
+import functools
 import json
 import logging
 import queue
@@ -516,7 +517,10 @@ class Controller:
         # Trials we gave up on while it was away must not run twice.
         for t in self.trials.values():
             if t.host == worker.name and t.status is TrialStatus.LOST and t.id in self.pgids:
-                worker.submit("kill", worker.session.kill, self.pgids.pop(t.id),
+                kill = functools.partial(
+                    worker.session.kill,
+                    trial_dir=worker.session.trial_dir(self.experiment_id, t.id))
+                worker.submit("kill", kill, self.pgids.pop(t.id),
                               self.config.kill_grace_period, token=t.id)
         self._save_host_state(worker)
 

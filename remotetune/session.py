@@ -225,10 +225,16 @@ class HostSession:
             )
         return out
 
-    def kill(self, pgid: int, grace: float, *, wait: bool = False) -> bool:
-        """TERM the process group, KILL after ``grace``. Returns True if it may still live."""
+    def kill(
+        self, pgid: int, grace: float, *, wait: bool = False, trial_dir: str | None = None
+    ) -> bool:
+        """TERM the process group, KILL after ``grace``. Returns True if it may still live.
+
+        With ``trial_dir`` the agent first checks the group is still that trial's (its
+        pid.json): a pid reused since (the host restarted) belongs to someone else.
+        """
         answer = self._agent().call(
-            "kill", pgid=pgid, grace=grace, wait=wait, timeout=grace + 30
+            "kill", pgid=pgid, grace=grace, wait=wait, dir=trial_dir, timeout=grace + 30
         )
         return bool(answer["alive"])
 

@@ -8,7 +8,8 @@ needs: trials outlive the agent, and everything about a trial is in its director
     launch.json    what to run (written by the controller)
     parameters.json
     run.sh         the shell script: the host's `setup` lines, then the trialCommand
-    pid.json       {"pid", "pgid", "launcher_pid", "started", "hostname"}  (by the launcher)
+    pid.json       {"pid", "pgid", "launcher_pid", "started", "hostname", "ticks",
+                    "launcher_ticks"}  (by the launcher; ticks: start times, see _start_ticks)
     metrics.jsonl  appended by the trial (remotetune.trial)
     stdout.log stderr.log
     exit.json      {"code", "signal", "ended", "reason"}  (by the launcher, atomically)
@@ -66,6 +67,31 @@ def group_alive(pgid: int) -> bool:
     return True
 
 
+def _start_ticks(pid):
+    """When ``pid`` started, in clock ticks since boot (/proc), or None if unknown.
+
+    With the pid it names one process for good: a pid reused after the process ended
+    (a restarted container or host counts pids from 1 again) has another start time.
+    """
+    try:
+        with open("/proc/%d/stat" % int(pid), "rb") as f:
+            stat = f.read().decode("ascii", "replace")
+        return int(stat.rsplit(")", 1)[1].split()[19])
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def _same_process(pid, ticks) -> bool:
+    """False when ``pid`` now names another process than the one that started at ``ticks``.
+
+    True when it cannot tell (no ticks recorded, no /proc, or no such process any more).
+    """
+    if ticks is None or not pid:
+        return True
+    now = _start_ticks(pid)
+    return now is None or now == int(ticks)
+
+
 # --------------------------------------------------------------------------- launcher
 
 
@@ -115,6 +141,8 @@ def _run_launcher(trial_dir: str, spec: dict, report_fd: int) -> None:
         "launcher_pid": os.getpid(),
         "started": started,
         "hostname": socket.gethostname(),
+        "ticks": _start_ticks(proc.pid),
+        "launcher_ticks": _start_ticks(os.getpid()),
     }
     write_atomic(os.path.join(trial_dir, "pid.json"), json.dumps(info).encode())
     os.write(report_fd, json.dumps(info).encode())
@@ -285,7 +313,9 @@ def op_poll(workdir: str, req: dict, payload):
         )
         alive = None
         if exit_info is None and pid_info:
-            alive = group_alive(int(pid_info["pgid"])) or _pid_alive(pid_info.get("launcher_pid"))
+            pgid, launcher = int(pid_info["pgid"]), pid_info.get("launcher_pid")
+            alive = (group_alive(pgid) and _same_process(pgid, pid_info.get("ticks"))) or (
+                _pid_alive(launcher) and _same_process(launcher, pid_info.get("launcher_ticks")))
             if not alive:  # it may have finished between our two reads
                 exit_info = _read_json(os.path.join(trial_dir, "exit.json"))
                 if exit_info is not None:
@@ -322,6 +352,10 @@ def op_kill(workdir: str, req: dict, payload):
     grace = float(req.get("grace", 10.0))
     if not group_alive(pgid):
         return {"alive": False}
+    if req.get("dir"):  # the trial's own record: is pgid still that trial's group?
+        info = _read_json(os.path.join(_abspath(workdir, req["dir"]), "pid.json")) or {}
+        if int(info.get("pgid", pgid)) == pgid and not _same_process(pgid, info.get("ticks")):
+            return {"alive": False, "reused": True}  # another process got the id: leave it
     if req.get("wait"):
         gone = _terminate_group(pgid, grace)
         return {"alive": not gone}
