@@ -268,6 +268,52 @@ def check_finished_trials(cluster: Any, store: Store, exp_id: str, trials: list[
     return seen
 
 
+# Forks until children get the pids TARGETS (the counter restarts low in a restarted
+# container); each becomes a session leader running `sleep`: a process group with that
+# id which is no trial.
+_DECOY = """
+import os, sys
+targets = sorted(int(a) for a in sys.argv[1:])
+while targets:
+    pid = os.fork()
+    if pid == 0:
+        if os.getpid() == targets[0]:
+            os.setsid()
+            null = os.open(os.devnull, os.O_RDWR)
+            for fd in (0, 1, 2):
+                os.dup2(null, fd)
+            os.execvp("sleep", ["sleep", "600"])
+        os._exit(0)
+    if pid == targets[0]:
+        targets.pop(0)
+        continue
+    os.waitpid(pid, 0)
+    if pid > targets[0]:
+        sys.exit("pid %d is past %d: cannot make a decoy" % (pid, targets[0]))
+"""
+
+
+_BURN_PIDS = """
+import os, sys
+while True:
+    pid = os.fork()
+    if pid == 0:
+        os._exit(0)
+    os.waitpid(pid, 0)
+    if pid >= int(sys.argv[1]):
+        break
+"""
+
+
+def start_decoys(cluster: Any, host: str, pgids: list[int]) -> list[int]:
+    """Process groups ``pgids`` on ``host``, owned by the trial user, that are no trials."""
+    assert all(pgid > 1 for pgid in pgids)
+    cluster.exec(host, ["python3", "-c", _DECOY, *map(str, pgids)], user="trial", timeout=120)
+    for pgid in pgids:
+        cluster.exec(host, f"kill -0 -{pgid}", user="trial")
+    return pgids
+
+
 def events(store: Store, exp_id: str) -> list[str]:
     return [e.message for e in store.events(exp_id, limit=None)]
 
@@ -295,6 +341,9 @@ def test_killed_host_trials_are_lost_requeued_and_finish_elsewhere(
     healthy: Any, tmp_path: Path
 ) -> None:
     steps = 30
+    # Trials get pids above 3000, so that after the restart below the pid counter (back
+    # near 1) can still be driven to them.
+    healthy.exec("host1", ["python3", "-c", _BURN_PIDS, "3000"], user="trial", timeout=120)
     experiment, machines = write_files(tmp_path, healthy, steps=steps, hostGracePeriod=5)
     proc = run(tmp_path, "run", str(experiment), "--machines", str(machines))
     victims = running_with_metrics(tmp_path, host="host1", count=2)
@@ -307,8 +356,21 @@ def test_killed_host_trials_are_lost_requeued_and_finish_elsewhere(
 
     wait_for(lost, timeout=60, what="host1's two trials LOST")
     assert time.monotonic() - killed_at >= 5 - 0.5  # not before the grace period
-    healthy.start("host1")  # it comes back; the controller may use it again
+    # host1 comes back (the controller may use it again) and the lost trials' process
+    # group ids now belong to other processes of the same user: the controller, which
+    # kills lost trials on a host that returns, must leave those alone. The controller
+    # is paused meanwhile, so the decoys are in place before it reconnects.
+    os.killpg(proc.proc.pid, signal.SIGSTOP)
+    try:
+        healthy.start("host1")
+        decoys = start_decoys(healthy, "host1", [t.pid or 0 for t in victims])
+    finally:
+        os.killpg(proc.proc.pid, signal.SIGCONT)
     finish(proc, timeout=180)
+    for pid in decoys:
+        alive = healthy.exec("host1", f"kill -0 -{pid}", user="trial", check=False)
+        assert alive.returncode == 0, f"the controller killed process group {pid}, not a trial"
+        healthy.exec("host1", f"kill -- -{pid}", user="trial", check=False)
     with open_store(tmp_path) as store:
         exp_id, trials = snapshot(tmp_path)
         assert store.experiment(exp_id).status is ExperimentStatus.DONE
@@ -332,7 +394,8 @@ def test_killed_host_trials_are_lost_requeued_and_finish_elsewhere(
             assert 2 <= len(values) < steps
             assert values == list(written(healthy, t).reported[: len(values)])
         messages = events(store, exp_id)
-    assert any("host1 unreachable" in m for m in messages)
+    assert any(m.startswith("host1 unreachable") for m in messages), messages
+    assert any(m.startswith("host1 back") for m in messages), messages  # used again
     assert sum("re-queued with the same parameters" in m for m in messages) == 2
 
 
