@@ -1,7 +1,9 @@
 """The example trials under trials/: each runs as a real process, by hand and under the protocol.
 
-The MNIST trial trains for real on scikit-learn's bundled digits with a tiny budget (one or two
-epochs of a small configuration), so this file takes some seconds, most of it importing torch.
+The MNIST trial trains for real with a tiny budget (one or two epochs of a small network), so
+each of its runs costs some seconds of CPU, most of it importing torch. The ``mnist_runs``
+fixture starts them all at once when the first MNIST test asks; each test then waits for and
+checks its own run, so the file takes about as long as the slowest run, not their sum.
 """
 
 from __future__ import annotations
@@ -9,8 +11,11 @@ from __future__ import annotations
 import json
 import os
 import re
+import struct
 import subprocess
 import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -82,25 +87,109 @@ def test_experiment_files_load(name: str) -> None:
         assert config.max_trial_number is not None and config.max_trial_number >= 12
 
 
-def test_mnist_standalone_on_digits_prints_accuracy(tmp_path: Path) -> None:
-    proc = _run([str(MNIST), "--dataset", "digits", "--epochs", "1", *SMALL],
-                _clean_env(), cwd=tmp_path)
+@dataclass(frozen=True)
+class Finished:
+    returncode: int
+    stdout: str
+    stderr: str
+
+
+class Started:
+    """One trial process writing its output to files (pipes could fill while nobody reads)."""
+
+    def __init__(self, args: list[str], env: dict[str, str], cwd: Path, logs: Path) -> None:
+        self.cwd = cwd
+        logs.mkdir(parents=True, exist_ok=True)
+        self._out, self._err = logs / "stdout", logs / "stderr"
+        with open(self._out, "wb") as out, open(self._err, "wb") as err:
+            self._proc = subprocess.Popen(
+                [sys.executable, *args], env=env, cwd=cwd, stdout=out, stderr=err
+            )
+
+    def wait(self, timeout: float = 180) -> Finished:
+        returncode = self._proc.wait(timeout)
+        return Finished(returncode, self._out.read_text(), self._err.read_text())
+
+    def kill(self) -> None:
+        if self._proc.poll() is None:
+            self._proc.kill()
+            self._proc.wait()
+
+
+def _fake_mnist(data_dir: Path, n: int = 240) -> None:
+    """A stand-in for the downloaded data, in torchvision's raw layout: ``n`` 28x28 images,
+    each a horizontal bar whose row is its label, so one epoch learns something."""
+    raw = data_dir / "MNIST" / "raw"
+    raw.mkdir(parents=True)
+    labels = bytes(i % 10 for i in range(n))
+    images = bytearray(n * 28 * 28)
+    for i, label in enumerate(labels):
+        start = i * 784 + (3 + 2 * label) * 28
+        images[start + 4 : start + 24] = b"\xff" * 20
+    for prefix in ("train", "t10k"):
+        _write_idx(raw / f"{prefix}-images-idx3-ubyte", 0x803, (n, 28, 28), bytes(images))
+        _write_idx(raw / f"{prefix}-labels-idx1-ubyte", 0x801, (n,), labels)
+
+
+def _write_idx(path: Path, magic: int, shape: tuple[int, ...], data: bytes) -> None:
+    """A file in MNIST's IDX format (big-endian magic and sizes, then unsigned bytes)."""
+    header = struct.pack(">I", magic) + b"".join(struct.pack(">I", n) for n in shape)
+    path.write_bytes(header + data)
+
+
+PROTOCOL_PARAMS = {"lr": 0.1, "momentum": 0.8, "dropout_rate": 0.2, "conv_size": 3,
+                   "channels": 8, "hidden_size": 64, "batch_size": 64, "epochs": 2}
+#: An unroutable proxy makes any download fail fast, as on a host without internet.
+OFFLINE = {name: "http://127.0.0.1:9" for name in
+           ("http_proxy", "https_proxy", "HTTP_PROXY", "HTTPS_PROXY")}
+
+
+@pytest.fixture(scope="module")
+def mnist_runs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Started]]:
+    """Every MNIST run of this file, started together: name -> the running process."""
+    base = tmp_path_factory.mktemp("mnist")
+    dirs = {name: base / name for name in
+            ("standalone", "protocol", "unknown", "torchvision", "offline")}
+    for d in dirs.values():
+        d.mkdir()
+    _fake_mnist(base / "torchvision-data")
+    specs: dict[str, tuple[list[str], dict[str, str]]] = {
+        "standalone": (["--dataset", "digits", "--epochs", "1", *SMALL], _clean_env()),
+        "protocol": (["--dataset", "digits"], _protocol_env(dirs["protocol"], PROTOCOL_PARAMS)),
+        "unknown": ([], _protocol_env(dirs["unknown"], {"learning_rate": 0.1})),
+        "torchvision": (["--dataset", "mnist", "--epochs", "1", *SMALL],
+                        _clean_env(REMOTETUNE_DATA_DIR=str(base / "torchvision-data"))),
+        "offline": (["--dataset", "mnist", "--epochs", "1"],
+                    _clean_env(REMOTETUNE_DATA_DIR=str(base / "offline-data"), **OFFLINE)),
+    }
+    runs: dict[str, Started] = {}
+    try:
+        for name, (args, env) in specs.items():
+            runs[name] = Started([str(MNIST), *args], env, dirs[name], base / "logs" / name)
+        yield runs
+    finally:
+        for run in runs.values():
+            run.kill()
+
+
+def test_mnist_standalone_on_digits_prints_accuracy(mnist_runs: dict[str, Started]) -> None:
+    run = mnist_runs["standalone"]
+    proc = run.wait()
     assert proc.returncode == 0, proc.stderr
     match = FINAL_LINE.search(proc.stdout)
     assert match is not None, proc.stdout
     assert 0.3 < float(match.group(1)) <= 1.0  # chance is 0.1; one epoch gets well past it
     assert "1437 train / 360 validation images of 8x8" in proc.stdout
-    assert not list(tmp_path.iterdir())  # by hand it writes nothing
+    assert "device cpu, 1 thread(s)" in proc.stdout
+    assert not list(run.cwd.iterdir())  # by hand it writes nothing
 
 
-def test_mnist_reports_through_the_trial_api(tmp_path: Path) -> None:
-    params = {"lr": 0.1, "momentum": 0.8, "dropout_rate": 0.2, "conv_size": 3, "channels": 8,
-              "hidden_size": 64, "batch_size": 64, "epochs": 2}
-    proc = _run([str(MNIST), "--dataset", "digits"], _protocol_env(tmp_path, params),
-                cwd=tmp_path)
+def test_mnist_reports_through_the_trial_api(mnist_runs: dict[str, Started]) -> None:
+    run = mnist_runs["protocol"]
+    proc = run.wait()
     assert proc.returncode == 0, proc.stderr
     assert "epoch 2/2" in proc.stdout and "conv_size=3" in proc.stdout
-    reports = _metrics(tmp_path)
+    reports = _metrics(run.cwd)
     assert [r["type"] for r in reports] == ["PERIODICAL", "PERIODICAL", "FINAL"]
     assert [r["seq"] for r in reports] == [0, 1, 2]
     final = reports[-1]["value"]
@@ -109,22 +198,28 @@ def test_mnist_reports_through_the_trial_api(tmp_path: Path) -> None:
     assert final["default"] == reports[1]["value"]  # the final is the last epoch's accuracy
 
 
-def test_mnist_rejects_an_unknown_hyperparameter(tmp_path: Path) -> None:
-    proc = _run([str(MNIST)], _protocol_env(tmp_path, {"learning_rate": 0.1}), cwd=tmp_path)
+def test_mnist_rejects_an_unknown_hyperparameter(mnist_runs: dict[str, Started]) -> None:
+    run = mnist_runs["unknown"]
+    proc = run.wait()
     assert proc.returncode == 2
     assert "unknown hyperparameter(s) learning_rate" in proc.stderr
     assert "lr" in proc.stderr
-    assert not (tmp_path / "metrics.jsonl").exists()
+    assert not (run.cwd / "metrics.jsonl").exists()
 
 
-def test_mnist_explains_missing_data_when_offline(tmp_path: Path) -> None:
-    # An unroutable proxy makes any download fail fast, as on a host without internet.
-    env = _clean_env(REMOTETUNE_DATA_DIR=str(tmp_path / "data"), https_proxy="http://127.0.0.1:9",
-                     HTTPS_PROXY="http://127.0.0.1:9", http_proxy="http://127.0.0.1:9",
-                     HTTP_PROXY="http://127.0.0.1:9")
-    proc = _run([str(MNIST), "--dataset", "mnist", "--epochs", "1"], env, cwd=tmp_path)
+def test_mnist_trains_on_torchvision_mnist_files(mnist_runs: dict[str, Started]) -> None:
+    proc = mnist_runs["torchvision"].wait()
+    assert proc.returncode == 0, proc.stderr
+    assert "dataset mnist: 200 train / 40 validation images of 28x28" in proc.stdout
+    match = FINAL_LINE.search(proc.stdout)
+    assert match is not None and 0.0 <= float(match.group(1)) <= 1.0, proc.stdout
+
+
+def test_mnist_explains_missing_data_when_offline(mnist_runs: dict[str, Started]) -> None:
+    run = mnist_runs["offline"]
+    proc = run.wait()
     assert proc.returncode == 2
-    assert f"MNIST is not in {tmp_path / 'data'}" in proc.stderr
+    assert f"MNIST is not in {run.cwd.parent / 'offline-data'}" in proc.stderr
     assert "--dataset digits" in proc.stderr
 
 
