@@ -104,7 +104,8 @@ def _trial_api() -> Any:
     try:
         from remotetune import trial
     except ImportError:
-        checkout = Path(__file__).resolve().parents[2]
+        parents = Path(__file__).resolve().parents
+        checkout = parents[2] if len(parents) > 2 else parents[-1]
         if (checkout / "remotetune" / "trial.py").is_file():
             sys.path.insert(0, str(checkout))
             from remotetune import trial

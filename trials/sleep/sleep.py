@@ -41,7 +41,10 @@ def _trial_api() -> Any:
     try:
         from remotetune import trial
     except ImportError:
-        sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+        parents = Path(__file__).resolve().parents
+        if len(parents) < 3:
+            raise
+        sys.path.insert(0, str(parents[2]))  # trials/<name>/ in a source checkout
         from remotetune import trial
     return trial
 
