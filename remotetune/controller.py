@@ -12,8 +12,10 @@ import enum
 import functools
 import json
 import logging
+import os
 import queue
 import random
+import sys
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -413,6 +415,11 @@ class Controller:
             env["CUDA_VISIBLE_DEVICES"] = placement.cuda_visible_devices
         elif self.config.trial_gpu_number is None:
             pass  # no GPU scheduling: leave the host's own setting alone
+        prepend = {"PYTHONPATH": worker.session.lib_dir}
+        if worker.spec.local and worker.spec.python == "python3":
+            # `python3` in a local trialCommand is the interpreter remotetune runs in (its
+            # virtualenv, with the trial's packages), as it would be in the user's shell.
+            prepend["PATH"] = os.path.dirname(sys.executable)
         return launch_files(
             parameters=dict(trial.parameters),
             parameter_id=trial.parameter_id,
@@ -420,7 +427,7 @@ class Controller:
             cwd=worker.snapshot_dir,
             env=env,
             unset_env=unset,
-            prepend_env={"PYTHONPATH": worker.session.lib_dir},
+            prepend_env=prepend,
             max_duration=self.config.max_trial_duration,
             kill_grace=self.config.kill_grace_period,
         )
