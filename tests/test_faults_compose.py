@@ -387,7 +387,7 @@ def test_killed_host_trials_are_lost_requeued_and_finish_elsewhere(
         lost_ids = {t.id for t in victims}
         assert {t.id for t in trials if t.status is TrialStatus.LOST} == lost_ids
         retries = [t for t in trials if t.retry_of in lost_ids]
-        assert sorted(t.retry_of for t in retries) == sorted(lost_ids)  # one retry each
+        assert sorted(t.retry_of or "" for t in retries) == sorted(lost_ids)  # one retry each
         for t in retries:
             original = by_id[t.retry_of or ""]
             assert t.parameters == original.parameters
