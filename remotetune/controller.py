@@ -756,8 +756,10 @@ class Controller:
         pgid = self.pgids.get(trial.id)
         worker = self.workers.get(trial.host or "")
         if pgid and worker and worker.status is HostStatus.READY:
-            worker.submit("kill", worker.session.kill, pgid, self.config.kill_grace_period,
-                          token=trial.id)
+            kill = functools.partial(  # the trial dir lets the agent check it is our process
+                worker.session.kill,
+                trial_dir=worker.session.trial_dir(self.experiment_id, trial.id))
+            worker.submit("kill", kill, pgid, self.config.kill_grace_period, token=trial.id)
         self._observe(self.trials[trial.id])
 
     # ------------------------------------------------------------------ stop
@@ -782,11 +784,13 @@ class Controller:
                          f"stopped by the user; {len(running)} trial(s) left running")
 
     def _kill_and_wait(self, trials: Sequence[TrialRecord]) -> None:
-        by_host: dict[str, list[int]] = {}
+        by_host: dict[str, list[tuple[int, str]]] = {}
         for trial in trials:
             pgid = self.pgids.get(trial.id)
             if pgid and trial.host:
-                by_host.setdefault(trial.host, []).append(pgid)
+                trial_dir = self.workers[trial.host].session.trial_dir(
+                    self.experiment_id, trial.id)
+                by_host.setdefault(trial.host, []).append((pgid, trial_dir))
         for host, pgids in by_host.items():
             worker = self.workers[host]
             if worker.status is not HostStatus.READY:
@@ -794,12 +798,14 @@ class Controller:
             session, grace = worker.session, self.config.kill_grace_period
 
             def kill_all(
-                session: HostSession = session, pgids: list[int] = pgids, grace: float = grace
+                session: HostSession = session,
+                pgids: list[tuple[int, str]] = pgids,
+                grace: float = grace,
             ) -> None:
-                for pgid in pgids:
-                    session.kill(pgid, grace)  # TERM now, KILL after grace (agent thread)
-                for pgid in pgids:
-                    session.kill(pgid, grace, wait=True)
+                for pgid, trial_dir in pgids:  # TERM now, KILL after grace (agent thread)
+                    session.kill(pgid, grace, trial_dir=trial_dir)
+                for pgid, trial_dir in pgids:
+                    session.kill(pgid, grace, wait=True, trial_dir=trial_dir)
 
             worker.submit("kill", kill_all)
         deadline = self.clock() + self.config.kill_grace_period + 30
