@@ -10,8 +10,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-from remotetune.cli import build_parser
 from test_nni_import import build_v2
+
+from remotetune.cli import build_parser
 
 ROOT = Path(__file__).resolve().parent.parent
 
