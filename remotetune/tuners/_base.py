@@ -9,7 +9,7 @@ import json
 import logging
 import math
 import random
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 from remotetune.errors import TunerError
@@ -164,3 +164,44 @@ def bool_arg(tuner: str, name: str, value: Any) -> bool:
 def config_key(params: Any) -> str:
     """A canonical string for a configuration (to tell whether one was already issued)."""
     return json.dumps(params, sort_keys=True, default=repr)
+
+
+class EnumeratingTuner(Tuner):
+    """A tuner that walks a fixed sequence of configurations and issues each one once.
+
+    Subclasses set ``self._configs`` (an iterator over the configurations, in order) in
+    their constructor. A configuration already issued, observed or restored from history is
+    skipped, so a restarted experiment never runs one twice.
+    """
+
+    _configs: Iterator[dict[str, Any]]
+
+    def __init__(
+        self,
+        space: SearchSpace,
+        optimize_mode: OptimizeMode | str = OptimizeMode.MAXIMIZE,
+        *,
+        seed: int | None = None,
+    ) -> None:
+        super().__init__(space, optimize_mode, seed=seed)
+        self._issued: set[str] = set()
+
+    def _next_unissued(self) -> dict[str, Any] | None:
+        for config in self._configs:
+            key = config_key(config)
+            if key not in self._issued:
+                self._issued.add(key)
+                return config
+        return None
+
+    def observe(
+        self,
+        parameter_id: int,
+        parameters: Mapping[str, Any],
+        value: float | None,
+        status: TrialStatus,
+    ) -> None:
+        self._issued.add(config_key(parameters))
+
+    def restore(self, history: Sequence[TrialRecord]) -> None:
+        self._issued.update(config_key(r.parameters) for r in history)

@@ -13,14 +13,14 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from remotetune.errors import TunerError
-from remotetune.model import OptimizeMode, TrialRecord, TrialStatus
+from remotetune.model import OptimizeMode, TrialRecord
 from remotetune.space import ParamType, SearchSpace
-from remotetune.tuners._base import Tuner, config_key
+from remotetune.tuners._base import EnumeratingTuner
 
 _EXAMPLE = '{"combine_params": {"_type": "choice", "_value": [{"lr": 0.1}, {"lr": 0.01}]}}'
 
 
-class BatchTuner(Tuner):
+class BatchTuner(EnumeratingTuner):
     def __init__(
         self,
         space: SearchSpace,
@@ -45,27 +45,8 @@ class BatchTuner(Tuner):
             dict(o.value) if isinstance(o.value, Mapping) else {param.name: o.value}
             for o in param.options
         )
-        self._issued: set[str] = set()
-        self._next = 0
+        self._configs = iter(self.configs)
 
     def suggest(self, parameter_id: int, history: Sequence[TrialRecord]) -> dict[str, Any] | None:
-        while self._next < len(self.configs):
-            config = self.configs[self._next]
-            self._next += 1
-            key = config_key(config)
-            if key not in self._issued:
-                self._issued.add(key)
-                return copy.deepcopy(config)
-        return None
-
-    def observe(
-        self,
-        parameter_id: int,
-        parameters: Mapping[str, Any],
-        value: float | None,
-        status: TrialStatus,
-    ) -> None:
-        self._issued.add(config_key(parameters))
-
-    def restore(self, history: Sequence[TrialRecord]) -> None:
-        self._issued.update(config_key(r.parameters) for r in history)
+        config = self._next_unissued()
+        return copy.deepcopy(config) if config is not None else None

@@ -16,18 +16,18 @@ When every configuration was issued, ``suggest`` returns ``None``.
 from __future__ import annotations
 
 import itertools
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 
-from remotetune.model import OptimizeMode, TrialRecord, TrialStatus
+from remotetune.model import OptimizeMode, TrialRecord
 from remotetune.space import Parameter, ParamType, SearchSpace
-from remotetune.tuners._base import Tuner, config_key, int_arg
+from remotetune.tuners._base import EnumeratingTuner, int_arg
 from remotetune.tuners._unit import from_unit
 
 _EXACT = frozenset({ParamType.RANDINT, ParamType.QUNIFORM, ParamType.QLOGUNIFORM})
 
 
-class GridSearchTuner(Tuner):
+class GridSearchTuner(EnumeratingTuner):
     def __init__(
         self,
         space: SearchSpace,
@@ -38,28 +38,10 @@ class GridSearchTuner(Tuner):
     ) -> None:
         super().__init__(space, optimize_mode, seed=seed)
         self.depth = int_arg("GridSearch", "depth", depth, 0)
-        self._issued: set[str] = set()
         self._configs = self._enumerate()
 
     def suggest(self, parameter_id: int, history: Sequence[TrialRecord]) -> dict[str, Any] | None:
-        for config in self._configs:
-            key = config_key(config)
-            if key not in self._issued:
-                self._issued.add(key)
-                return config
-        return None
-
-    def observe(
-        self,
-        parameter_id: int,
-        parameters: Mapping[str, Any],
-        value: float | None,
-        status: TrialStatus,
-    ) -> None:
-        self._issued.add(config_key(parameters))
-
-    def restore(self, history: Sequence[TrialRecord]) -> None:
-        self._issued.update(config_key(r.parameters) for r in history)
+        return self._next_unissued()
 
     def _enumerate(self) -> Iterator[dict[str, Any]]:
         params = self.space.parameters
