@@ -7,20 +7,18 @@ fault tests can share one cluster; each test leaves every host up and connected.
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import socket
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import paramiko
 import pytest
 import yaml
+from docker_cluster import dc
 
 from remotetune.config import load_machines
 
@@ -33,20 +31,6 @@ GPU_QUERY = (
 )
 
 
-def _load_cluster_module() -> ModuleType:
-    # docker/ is not a package (it would shadow the Docker SDK): load the file by path.
-    name = "remotetune_docker_cluster"
-    if name in sys.modules:
-        return sys.modules[name]
-    spec = importlib.util.spec_from_file_location(name, REPO_ROOT / "docker" / "cluster.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-dc = _load_cluster_module()
 
 
 @pytest.fixture(scope="session")

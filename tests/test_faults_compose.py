@@ -20,7 +20,6 @@ trials' process group ids and checks the controller leaves them alone.
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import shlex
@@ -32,11 +31,11 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from types import ModuleType
 from typing import Any, TypeVar
 
 import pytest
 import yaml
+from docker_cluster import dc
 
 from remotetune.model import ExperimentStatus, MetricKind, TrialRecord, TrialStatus
 from remotetune.store import Store
@@ -49,21 +48,6 @@ HOME_ON_HOST = "/home/trial"
 T = TypeVar("T")
 
 
-def _load_cluster_module() -> ModuleType:
-    # docker/ is not a package (it would shadow the Docker SDK): load the file by path,
-    # under the same module name as tests/test_docker_cluster.py does.
-    name = "remotetune_docker_cluster"
-    if name in sys.modules:
-        return sys.modules[name]
-    spec = importlib.util.spec_from_file_location(name, ROOT / "docker" / "cluster.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-dc = _load_cluster_module()
 
 
 # ---------------------------------------------------------------------------- fixtures
