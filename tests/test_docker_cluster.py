@@ -24,7 +24,6 @@ from remotetune.config import load_machines
 
 pytestmark = pytest.mark.docker
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
 GPU_QUERY = (
     "nvidia-smi --query-gpu=index,name,memory.total,memory.used,utilization.gpu"
     " --format=csv,noheader,nounits"
