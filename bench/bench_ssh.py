@@ -49,9 +49,9 @@ sys.path.insert(0, str(ROOT / "tests"))
 
 from sshd import TEST_USER, SshServer, free_port  # noqa: E402
 
-from remotetune.hostpool import Completion, HostWorker  # noqa: E402
+from remotetune.backends.hostpool._session import HostSession, PollItem, launch_files  # noqa: E402
+from remotetune.backends.hostpool._workers import Completion, HostWorker  # noqa: E402
 from remotetune.model import TrialStatus  # noqa: E402
-from remotetune.session import HostSession, PollItem, launch_files  # noqa: E402
 from remotetune.store import Store  # noqa: E402
 
 NNI_REFERENCE = "NNI 3.0 reference on this kind of machine: wall 32.5-33 s, first trial 17.7-18.3 s"

@@ -34,7 +34,7 @@ sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 from sshd import TEST_USER, SshServer  # noqa: E402
 
 from remotetune import sync  # noqa: E402
-from remotetune.session import HostSession  # noqa: E402
+from remotetune.backends.hostpool._session import HostSession  # noqa: E402
 
 
 def make_tree(root: Path, files: int, total_bytes: int, seed: int = 1) -> None:

@@ -23,10 +23,10 @@ from rich.table import Table
 from rich.text import Text
 
 from remotetune import commands
+from remotetune.backends.hostpool._session import DEFAULT_WORKDIR, make_transport
+from remotetune.backends.hostpool._slots import NVIDIA_SMI_ARGS, parse_nvidia_smi
 from remotetune.errors import ConfigError, RemotetuneError, TransportError
-from remotetune.hosts import NVIDIA_SMI_ARGS, parse_nvidia_smi
 from remotetune.model import GpuInfo, HostSpec
-from remotetune.session import DEFAULT_WORKDIR, make_transport
 from remotetune.transport.base import Transport
 
 log = logging.getLogger(__name__)

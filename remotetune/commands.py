@@ -6,6 +6,7 @@ files written by the agent.
 
 from __future__ import annotations
 
+import posixpath
 import shlex
 
 # Extracts a tar from stdin into a directory, atomically, with the host's Python only
@@ -43,10 +44,15 @@ def install_lib_command(python: str, lib_dir: str) -> str:
 
 
 def agent_command(python: str, workdir: str, lib_dir: str) -> str:
-    """Start the agent in the foreground on this channel (it exits when stdin closes)."""
+    """Start the agent in the foreground on this channel (it exits when stdin closes).
+
+    It runs as a script path, not ``-m``: ``-m`` puts the current directory first on
+    ``sys.path``, and a directory holding another ``remotetune`` would shadow the bundle.
+    """
+    agent = posixpath.join(lib_dir, "remotetune", "_host", "agent.py")
     return (
         f"PYTHONPATH={home_path(lib_dir)} PYTHONDONTWRITEBYTECODE=1 "
-        f"exec {q(python)} -u -m remotetune._host.agent {home_path(workdir)}"
+        f"exec {q(python)} -u {home_path(agent)} {home_path(workdir)}"
     )
 
 

@@ -23,6 +23,9 @@ from pathlib import Path
 from typing import Any
 
 from remotetune import commands
+from remotetune.backends.hostpool._session import HostSession, PollItem, PollResult, launch_files
+from remotetune.backends.hostpool._slots import SlotTable
+from remotetune.backends.hostpool._workers import Completion, HostStatus, HostWorker
 from remotetune.config import ExperimentConfig
 from remotetune.errors import (
     AuthenticationFailed,
@@ -32,8 +35,7 @@ from remotetune.errors import (
     SyncError,
     TransportError,
 )
-from remotetune.hostpool import Completion, HostStatus, HostWorker
-from remotetune.hosts import SlotTable
+from remotetune.metrics import MetricLineError, decode_metric_line
 from remotetune.model import (
     EventRecord,
     ExperimentRecord,
@@ -45,9 +47,7 @@ from remotetune.model import (
     Placement,
     TrialRecord,
     TrialStatus,
-    metric_value,
 )
-from remotetune.session import HostSession, PollItem, PollResult, launch_files
 from remotetune.store import Store
 from remotetune.tuners import Tuner, create_tuner
 
@@ -480,7 +480,7 @@ class Controller:
         handler(worker, item)
 
     def _is_connection_error(self, error: TransportError) -> bool:
-        from remotetune.agent_client import AgentError
+        from remotetune.backends.hostpool._agent_client import AgentError
 
         return not isinstance(error, (AgentError, *_FATAL_ERRORS))
 
@@ -610,18 +610,15 @@ class Controller:
         mode = self.config.optimize_mode
         for n, line in enumerate(r.lines):
             try:
-                data = json.loads(line)
-                kind = MetricKind(data["type"])
-                value = metric_value(data["value"])
-                seq = int(data.get("seq", base + n))
-                point = MetricPoint(trial.id, seq, kind, value, data["value"],
-                                    float(data.get("time", self.clock())))
-            except (ValueError, KeyError, TypeError) as exc:
+                point = decode_metric_line(line, trial.id, default_seq=base + n,
+                                           now=self.clock())
+            except MetricLineError as exc:
                 self._event("trial", f"trial {trial.id} wrote a metric line remotetune cannot "
                             f"read ({exc}): {line[:120]!r}", trial_id=trial.id,
                             host=trial.host, level="warning")
                 continue
             points.append(point)
+            kind, value = point.kind, point.value
             if kind is MetricKind.FINAL:
                 if final is None:
                     final = value

@@ -7,7 +7,7 @@
 3. :func:`sync_snapshot` asks the host's agent which blobs it lacks (``sync_missing``), sends
    only those as one uncompressed tar stream per <= 64 MiB batch (``sync_put``), then has the
    host build ``snapshots/<digest>/`` (``sync_materialize``). An unchanged tree costs one
-   round trip; the host side is :mod:`remotetune._host.syncops`.
+   round trip; the host side is :mod:`remotetune.backends.hostpool._host.syncops`.
 
 Ignore rules: ``.remotetuneignore`` and ``.nniignore`` in the root *and in any
 subdirectory* (gitignore semantics, relative to the file's directory: globs, ``**``,
@@ -41,7 +41,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
-from remotetune._host.syncops import manifest_digest, write_new
+from remotetune.backends.hostpool._host.syncops import manifest_digest, write_new
 from remotetune.errors import SyncError
 
 log = logging.getLogger(__name__)
@@ -59,7 +59,7 @@ CACHE_VERSION = 1
 
 
 class AgentCaller(Protocol):
-    """What sync needs of :class:`remotetune.agent_client.AgentClient`."""
+    """What sync needs of :class:`remotetune.backends.hostpool._agent_client.AgentClient`."""
 
     host: str
 

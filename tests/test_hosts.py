@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from remotetune.hosts import NVIDIA_SMI_ARGS, SlotTable, parse_nvidia_smi
+from remotetune.backends.hostpool._slots import NVIDIA_SMI_ARGS, SlotTable, parse_nvidia_smi
 from remotetune.model import GpuInfo, HostSpec, Placement
 
 FAKE_BIN = Path(__file__).parent / "bin"

@@ -16,10 +16,10 @@ import pytest
 from sshd import SshServer
 
 from remotetune import sync
-from remotetune._host import syncops
+from remotetune.backends.hostpool._host import syncops
+from remotetune.backends.hostpool._session import HostSession
 from remotetune.errors import SyncError
 from remotetune.model import HostSpec
-from remotetune.session import HostSession
 from remotetune.sync import build_manifest, freeze, parse_ignore, sync_snapshot
 
 

@@ -15,10 +15,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from remotetune import commands, hostlib
-from remotetune.agent_client import AgentClient
+from remotetune import commands
+from remotetune.backends.hostpool import _bundle as hostlib
+from remotetune.backends.hostpool._agent_client import AgentClient
+from remotetune.backends.hostpool._slots import NVIDIA_SMI_ARGS, parse_nvidia_smi
 from remotetune.errors import RemoteSetupError, TransportError
-from remotetune.hosts import NVIDIA_SMI_ARGS, parse_nvidia_smi
 from remotetune.model import GpuInfo, HostSpec
 from remotetune.transport.base import Transport
 

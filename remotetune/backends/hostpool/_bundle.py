@@ -16,16 +16,17 @@ import io
 import tarfile
 from pathlib import Path
 
-_PACKAGE = Path(__file__).resolve().parent
+_PACKAGE = Path(__file__).resolve().parents[2]  # remotetune/
+_HOST = Path(__file__).resolve().parent / "_host"  # shipped as remotetune/_host/
 
 
 def _files() -> list[tuple[str, bytes]]:
     files = [
         ("remotetune/__init__.py", (_PACKAGE / "__init__.py").read_bytes()),
         ("remotetune/trial.py", (_PACKAGE / "trial.py").read_bytes()),
-        ("nni/__init__.py", (_PACKAGE / "_host" / "nni_shim.py").read_bytes()),
+        ("nni/__init__.py", (_HOST / "nni_shim.py").read_bytes()),
     ]
-    for path in sorted((_PACKAGE / "_host").glob("*.py")):
+    for path in sorted(_HOST.glob("*.py")):
         if path.name != "nni_shim.py":
             files.append((f"remotetune/_host/{path.name}", path.read_bytes()))
     return files

@@ -16,8 +16,8 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
+from remotetune.backends.hostpool._session import HostSession
 from remotetune.model import GpuInfo, HostSpec
-from remotetune.session import HostSession
 
 log = logging.getLogger(__name__)
 

@@ -1,4 +1,5 @@
-"""Controller side of the agent protocol (see :mod:`remotetune._host.agent`)."""
+"""Controller side of the agent protocol (see :mod:`remotetune.backends.hostpool._host.agent`,
+run on hosts as ``remotetune._host.agent``)."""
 
 from __future__ import annotations
 
