@@ -29,15 +29,13 @@ SLURM_KEYS: Mapping[str, str] = {
 _RENAMED = {"time": "timeLimit", "time_limit": "timeLimit", "timelimit": "timeLimit",
             "max_jobs": "maxJobs", "sbatch_args": "sbatchArgs", "args": "sbatchArgs",
             "gres": "sbatchArgs", "gpus": "sbatchArgs"}
-# Options remotetune sets itself: a duplicate in sbatchArgs would silently win or clash.
+# Options remotetune sets itself and relies on: a duplicate in sbatchArgs would win (sbatch
+# takes the last) and break the trial's layout. --partition, --qos... are fine there: they
+# come after the `slurm:` keys, so they win over them.
 _OWN_OPTIONS = {
     "--gres": "trialGpuNumber sets --gres=gpu:N",
     "--gpus": "trialGpuNumber sets --gres=gpu:N",
     "-G": "trialGpuNumber sets --gres=gpu:N",
-    "--partition": "use `partition:`", "-p": "use `partition:`",
-    "--account": "use `account:`", "-A": "use `account:`",
-    "--qos": "use `qos:`", "-q": "use `qos:`",
-    "--time": "use `timeLimit:`", "-t": "use `timeLimit:`",
     "--output": "remotetune writes the job's output into the trial directory",
     "-o": "remotetune writes the job's output into the trial directory",
     "--error": "remotetune writes the job's output into the trial directory",

@@ -211,9 +211,14 @@ def _exited(job_id: str, state: str, reason: str | None, code: int | None,
         status, message = TrialStatus.SUCCEEDED, None
     else:
         status = TrialStatus.FAILED
-        message = str(own) if own else (
-            "setup failed" if code == 254 else
-            f"exited with code {code}" + (f" (signal {signal})" if signal else ""))
+        if own:
+            message = str(own)
+        elif code == 254:
+            message = "setup failed"
+        elif code is None:
+            message = f"killed by signal {signal}" if signal else f"Slurm job {job_id} failed"
+        else:
+            message = f"exited with code {code}" + (f" (signal {signal})" if signal else "")
     return JobStatus(job_id, JobPhase.EXITED, state, reason, code, signal, message, status)
 
 
