@@ -197,3 +197,23 @@ def test_resubmit_returns_the_first_job_and_sbatch_errors_are_slurm_errors(
     assert "invalid partition" in str(info.value).lower()
     with pytest.raises(SlurmError):
         Jobs(session).submit("toomany", gpus=8)  # more GPUs than the node has
+
+
+def test_jobs_outlive_the_session_and_a_new_one_reattaches_by_job_id(
+    slurm: SlurmCluster,
+) -> None:
+    first = HostSession(slurm.host_spec())
+    first.open()
+    jobs = Jobs(first)
+    job_id = jobs.submit("survivor", sleep=3)
+    first.close()  # the controller goes away: SSH session and agent gone
+    second = HostSession(slurm.host_spec())
+    second.open()
+    try:
+        jobs.session = second  # a resumed controller knows only the job id and the trial dir
+        results = jobs.wait_finished(timeout=60)
+        r = results["survivor"]
+        assert (r.status.job_id, r.status.trial_status) == (job_id, TrialStatus.SUCCEEDED)
+        assert [json.loads(line)["value"] for line in r.lines] == [1.5]
+    finally:
+        second.close()
