@@ -34,10 +34,11 @@ STATUS_COLORS = {
 
 
 def _layout(title: str, **kw: Any) -> dict[str, Any]:
+    """The page's section headings name each figure, so ``title`` is only its meta label."""
     base: dict[str, Any] = {
-        "title": {"text": title},
+        "meta": {"title": title},
         "template": "plotly_white",
-        "margin": {"l": 60, "r": 20, "t": 50, "b": 50},
+        "margin": {"l": 60, "r": 20, "t": 30, "b": 50},
         "height": 420,
     }
     base.update(kw)
@@ -148,8 +149,29 @@ def parallel(data: ReportData) -> go.Figure:
 
 
 def _dimension(label: str, values: Sequence[Any]) -> dict[str, Any]:
-    if all(is_number(v) and math.isfinite(v) for v in values):
-        return {"label": label, "values": [float(v) for v in values]}
+    """A numeric axis (log10 when the values span 3+ decades), else a categorical one.
+
+    Trials without the parameter (another branch of a nested choice) sit on a "(none)"
+    tick just below a numeric axis's range.
+    """
+    present = [v for v in values if v is not None]
+    if present and all(is_number(v) and math.isfinite(v) for v in present):
+        present = [float(v) for v in present]
+        log = min(present) > 0 and max(present) / min(present) >= 1000
+        nums = [math.log10(v) for v in present] if log else present
+        low, high = min(nums), max(nums)
+        none = low - 0.1 * ((high - low) or 1.0)
+        it = iter(nums)
+        out: dict[str, Any] = {
+            "label": f"log10({label})" if log else label,
+            "values": [none if v is None else next(it) for v in values],
+        }
+        if len(present) < len(values):
+            ticks = [low + i * (high - low) / 4 for i in range(5)] if high > low else [low]
+            out["tickvals"] = [none, *ticks]
+            out["ticktext"] = ["(none)", *(f"{t:.3g}" for t in ticks)]
+            out["range"] = [none, high]
+        return out
     cats = sorted({"(none)" if v is None else str(v) for v in values})
     index = {c: i for i, c in enumerate(cats)}
     return {
