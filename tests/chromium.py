@@ -183,6 +183,19 @@ class Browser:
                 out.append(f"log: {entry.get('text')} {entry.get('url', '')}")
         return out
 
+    def element_screenshot(self, selector: str, path: Path) -> Path:
+        """A screenshot of the element ``selector`` (scrolled into view) alone."""
+        rect = self.evaluate(
+            f"(() => {{ const e = document.querySelector({json.dumps(selector)}); "
+            "e.scrollIntoView(); const r = e.getBoundingClientRect(); "
+            "return {x: r.x + window.scrollX, y: r.y + window.scrollY, "
+            "width: r.width, height: r.height}; })()"
+        )
+        data = self.call("Page.captureScreenshot", session=True, format="png",
+                         captureBeyondViewport=True, clip={**rect, "scale": 1})["data"]
+        path.write_bytes(base64.b64decode(data))
+        return path
+
     def screenshot(self, path: Path, full_page: bool = True) -> Path:
         height = self.height
         if full_page:
