@@ -163,7 +163,7 @@ def parallel(data: ReportData) -> go.Figure:
 
 
 def _dimension(label: str, values: Sequence[Any]) -> dict[str, Any]:
-    """A numeric axis (log10 when the values span 3+ decades), else a categorical one.
+    """A numeric axis (log10 when the values span 2+ decades), else a categorical one.
 
     Trials without the parameter (another branch of a nested choice) sit on a "(none)"
     tick just below a numeric axis's range.
@@ -171,7 +171,7 @@ def _dimension(label: str, values: Sequence[Any]) -> dict[str, Any]:
     present = [v for v in values if v is not None]
     if present and all(is_number(v) and math.isfinite(v) for v in present):
         present = [float(v) for v in present]
-        log = min(present) > 0 and max(present) / min(present) >= 1000
+        log = min(present) > 0 and max(present) / min(present) >= 100
         nums = [math.log10(v) for v in present] if log else present
         low, high = min(nums), max(nums)
         none = low - 0.1 * ((high - low) or 1.0)
