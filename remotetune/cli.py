@@ -391,7 +391,11 @@ def cmd_report(args: argparse.Namespace) -> int:
         exp = store.experiment(args.experiment)
         page = render_report(store, exp.id)
         out = args.output or f"report-{exp.id}.html"
-        Path(out).write_text(page, encoding="utf-8")
+        try:
+            Path(out).write_text(page, encoding="utf-8")
+        except OSError as exc:
+            raise ConfigError(f"cannot write the report: {exc.strerror or exc}",
+                              file=out) from exc
         print(f"wrote {out} ({len(page.encode()) / 1e6:.1f} MB): open it in a browser",
               file=sys.stderr)
         return EXIT_OK

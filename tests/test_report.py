@@ -222,3 +222,12 @@ def test_cli_report_writes_one_file(tmp_path: Path) -> None:
     assert len(data["trials"]) == 6
     missing = run_cli(tmp_path, "report", "nosuchexp")
     assert missing.returncode == 2 and "nosuchexp" in missing.stderr
+
+
+def test_cli_report_to_an_unwritable_path_is_a_clear_error(tmp_path: Path) -> None:
+    from test_run_local import run_cli
+
+    with Store(tmp_path / "home" / "remotetune.db") as s:
+        exp_id = add_experiment(s)
+    result = run_cli(tmp_path, "report", exp_id, "-o", str(tmp_path / "no" / "dir" / "r.html"))
+    assert result.returncode == 2 and "cannot write the report" in result.stderr

@@ -148,3 +148,9 @@ def test_cli_serve_prints_its_url_and_serves(tmp_path: Path) -> None:
         os.killpg(proc.pid, signal.SIGINT)
         proc.wait(10)
     assert proc.returncode == 0
+
+
+def test_a_taken_port_is_a_clear_error(server: ReportServer, store: Store) -> None:
+    port = server.server_address[1]
+    with pytest.raises(ConfigError, match=f"cannot listen on 127.0.0.1:{port}"):
+        ReportServer(store, ServeOptions(port=port))

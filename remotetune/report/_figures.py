@@ -39,6 +39,7 @@ def _layout(title: str, **kw: Any) -> dict[str, Any]:
     base: dict[str, Any] = {
         "meta": {"title": title},
         "template": "plotly_white",
+        "uirevision": "keep",  # the live page keeps the user's zoom across refreshes
         "margin": {"l": 60, "r": 20, "t": 30, "b": 50},
         "height": 420,
     }

@@ -109,7 +109,14 @@ class ReportServer(ThreadingHTTPServer):
         self.cache = _Cache(store, self.options.min_refresh_s)
         if ":" in self.options.host:
             self.address_family = socket.AF_INET6
-        super().__init__((self.options.host, self.options.port), _Handler)
+        try:
+            super().__init__((self.options.host, self.options.port), _Handler)
+        except OSError as exc:
+            raise ConfigError(
+                f"cannot listen on {self.options.host}:{self.options.port}: "
+                f"{exc.strerror or exc}",
+                hint="choose another --port (0: any free port) or --host",
+            ) from exc
         self._thread: threading.Thread | None = None
 
     @property
@@ -119,6 +126,10 @@ class ReportServer(ThreadingHTTPServer):
         shown = f"[{name}]" if ":" in name else name
         base = f"http://{shown}:{port}/"
         return base + (f"?token={quote(self.options.token)}" if self.options.token else "")
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """An unexpected error in one request: logged (never printed), the server goes on."""
+        logger.exception("serve: request from %s failed", client_address)
 
     def start(self) -> ReportServer:
         self._thread = threading.Thread(target=self.serve_forever, name="report-server",
