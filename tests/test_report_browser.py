@@ -63,7 +63,7 @@ def gpu_env(tmp_path: Path) -> dict[str, str]:
     return env
 
 
-def write_experiment(tmp_path: Path, trials: int, step_sleep: float) -> Path:
+def write_experiment(tmp_path: Path, trials: int, step_sleep: float, max_duration: str) -> Path:
     code = tmp_path / "code"
     code.mkdir(exist_ok=True)
     shutil.copy(DATA / "trial_curves.py", code / "train.py")
@@ -73,7 +73,7 @@ def write_experiment(tmp_path: Path, trials: int, step_sleep: float) -> Path:
         "experimentName": "browser-test", "searchSpace": space,
         "trialCommand": f"{sys.executable} train.py", "trialCodeDirectory": "code",
         "trialConcurrency": 2, "trialGpuNumber": 1, "maxTrialNumber": trials,
-        "maxTrialDuration": "2s", "pollInterval": 0.05,
+        "maxTrialDuration": max_duration, "pollInterval": 0.05,
         "tuner": {"name": "Random", "classArgs": {"optimize_mode": "maximize"}},
     }
     path = tmp_path / "experiment.yml"
@@ -95,14 +95,14 @@ def not_blank(png: Path, min_colors: int = 64) -> dict[str, float]:
     return stats
 
 
-def teal_pixels(png: Path) -> int:
-    """Pixels in the hue of the succeeded trials' colour (#2a9d8f), antialiased or not."""
+def colored_pixels(png: Path) -> int:
+    """Saturated pixels: drawn data (every status colour), not the grey axes and text."""
     from PIL import Image
 
     with Image.open(png) as im:
         raw = im.convert("RGB").tobytes()
     return sum(1 for i in range(0, len(raw), 3)
-               if raw[i + 1] - raw[i] > 30 and raw[i + 2] - raw[i] > 20)
+               if max(raw[i:i + 3]) - min(raw[i:i + 3]) > 40)
 
 
 @pytest.fixture
@@ -124,7 +124,8 @@ def dom_rows(browser: Browser) -> list[list[Any]]:
 
 
 def test_report_html_in_chromium(tmp_path: Path, browser: Browser) -> None:
-    path = write_experiment(tmp_path, trials=8, step_sleep=0.02)
+    # batch size 16 runs 6x slower: 2.2 s, stopped at 1.5 s; the others take 0.4 s
+    path = write_experiment(tmp_path, trials=8, step_sleep=0.03, max_duration="1.5s")
     env = gpu_env(tmp_path)
     result = subprocess.run([sys.executable, "-m", "remotetune.cli", "run", str(path),
                              "--plain"], env=env, capture_output=True, text=True,
@@ -150,13 +151,17 @@ def test_report_html_in_chromium(tmp_path: Path, browser: Browser) -> None:
         >= sum(len(t.gpus) or 1 for t in trials if t.started_at)
     # the table sorts by a clicked column
     browser.evaluate("document.querySelector('#trials-table th[data-key=final]').click()")
-    finals = [float(f) for _, _, f in browser.evaluate(ROWS_JS) if f is not None]
-    assert finals == sorted(finals) and len(finals) >= 1
+    finals = [None if f is None else float(f) for _, _, f in browser.evaluate(ROWS_JS)]
+    known = [f for f in finals if f is not None]
+    assert finals == known + [None] * (len(finals) - len(known)) and known == sorted(known)
+    browser.evaluate("document.querySelector('#trials-table th[data-key=final]').click()")
+    finals = [None if f is None else float(f) for _, _, f in browser.evaluate(ROWS_JS)]
+    assert finals[:len(known)] == sorted(known, reverse=True)  # empty finals stay last
     assert browser.errors() == []
 
     not_blank(browser.screenshot(tmp_path / "report.png"))
     curves = browser.element_screenshot("#fig-curves", tmp_path / "curves.png")
-    assert teal_pixels(curves) > 300, "no succeeded trial's curve drawn"
+    assert colored_pixels(curves) > 300, "no curve drawn"
     timeline = browser.element_screenshot("#fig-timeline", tmp_path / "timeline.png")
     not_blank(timeline, min_colors=16)
 
@@ -178,7 +183,7 @@ def stop(proc: subprocess.Popen[str]) -> None:
 
 
 def test_live_page_follows_a_running_experiment(tmp_path: Path, browser: Browser) -> None:
-    path = write_experiment(tmp_path, trials=6, step_sleep=0.15)
+    path = write_experiment(tmp_path, trials=6, step_sleep=0.1, max_duration="3s")
     env = gpu_env(tmp_path)
     run = start_cli(tmp_path, env, "run", str(path), "--plain", "--on-interrupt", "kill")
     serve = start_cli(tmp_path, env, "serve", "--port", "0", "--refresh", "0.5")

@@ -96,9 +96,9 @@
     cols.push(["message", "message", false]);
     var key = state.sort.key, dir = state.sort.dir;
     var rows = d.trials.slice().sort(function (a, b) {
-      var c = compare(sortValue(a, key), sortValue(b, key));
-      if (sortValue(a, key) === null || sortValue(b, key) === null) return c;
-      return c * dir || a.sequence - b.sequence;
+      var va = sortValue(a, key), vb = sortValue(b, key);
+      if (va == null || vb == null) return compare(va, vb) || a.sequence - b.sequence;
+      return compare(va, vb) * dir || a.sequence - b.sequence;  // empty cells stay last
     });
     var thead = el("thead"), tr = el("tr");
     cols.forEach(function (c) {
