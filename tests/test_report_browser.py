@@ -243,3 +243,21 @@ def test_the_browser_check_sees_errors_and_blank_pages(tmp_path: Path, browser: 
     assert any("boom" in e for e in errors) and any("undefinedFunction" in e for e in errors)
     with pytest.raises(AssertionError):
         not_blank(browser.screenshot(tmp_path / "blank.png"))
+
+
+def test_report_of_an_nni_experiment_in_chromium(tmp_path: Path, browser: Browser) -> None:
+    from test_nni_import import build_v2
+
+    nni = build_v2(tmp_path / "nni.sqlite")
+    result = run_cli(tmp_path, "import-nni", str(nni))
+    assert result.returncode == 0, result.stderr
+    with open_store(tmp_path) as store:
+        exp_id = store.experiments()[0].id
+        rows = expected_rows(store, exp_id)
+    out = tmp_path / "nni.html"
+    assert run_cli(tmp_path, "report", exp_id, "-o", str(out)).returncode == 0
+    browser.open(out.as_uri())
+    browser.wait_for("document.getElementById('report').dataset.rendered")
+    assert browser.errors() == []
+    assert dom_rows(browser) == rows
+    not_blank(browser.screenshot(tmp_path / "nni.png"))
