@@ -154,3 +154,15 @@ def test_a_taken_port_is_a_clear_error(server: ReportServer, store: Store) -> No
     port = server.server_address[1]
     with pytest.raises(ConfigError, match=f"cannot listen on 127.0.0.1:{port}"):
         ReportServer(store, ServeOptions(port=port))
+
+
+def test_polls_get_204_until_the_store_changes(server: ReportServer, store: Store) -> None:
+    base = server.url.rstrip("/") + "/api/exp/exp00002"
+    version = json.loads(get(base)[2])["version"]
+    status, _, body = get(f"{base}?since={version}")
+    assert status == 204 and body == b""
+    assert get(f"{base}?since=stale")[0] == 200
+    add_experiment(store, "exp00002", n=7, name="second")  # a new trial
+    status, _, body = get(f"{base}?since={version}")
+    assert status == 200 and json.loads(body)["version"] != version
+    assert len(json.loads(body)["trials"]) == 7

@@ -7,8 +7,9 @@ every string in it is untrusted text: the page escapes it (see ``_page``).
 
 from __future__ import annotations
 
+import hashlib
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -44,6 +45,7 @@ class ReportData:
     hosts: tuple[HostState, ...]
     events: tuple[EventRecord, ...]  # oldest first, the last EVENTS_SHOWN
     generated_at: float
+    version: str  # changes whenever what the report shows changes (see version_of)
 
 
 def load_report_data(
@@ -52,6 +54,9 @@ def load_report_data(
     """Read everything a report of ``experiment_id`` (or an id prefix) shows."""
     exp = store.experiment(experiment_id)
     trials = tuple(store.trials(exp.id))
+    hosts = tuple(store.host_states(exp.id))
+    events = tuple(store.events(exp.id, limit=EVENTS_SHOWN))
+    now = time.time() if now is None else now
     steps: dict[str, list[int]] = {}
     values: dict[str, list[float]] = {}
     for point in store.metrics(exp.id):
@@ -65,10 +70,39 @@ def load_report_data(
         experiment=exp,
         trials=trials,
         curves=curves,
-        hosts=tuple(store.host_states(exp.id)),
-        events=tuple(store.events(exp.id, limit=EVENTS_SHOWN)),
-        generated_at=time.time() if now is None else now,
+        hosts=hosts,
+        events=events,
+        generated_at=now,
+        version=version_of(exp, trials, hosts, events[-1:], now),
     )
+
+
+def current_version(store: Store, experiment_id: str, *, now: float | None = None) -> str:
+    """What :func:`load_report_data` would give as ``version``, without reading metrics."""
+    exp = store.experiment(experiment_id)
+    return version_of(exp, store.trials(exp.id), store.host_states(exp.id),
+                      store.events(exp.id, limit=1), time.time() if now is None else now)
+
+
+VERSION_TICK_S = 10.0  # running trials' timeline bars grow: a new version this often
+
+
+def version_of(
+    exp: ExperimentRecord,
+    trials: Sequence[TrialRecord],
+    hosts: Sequence[HostState],
+    last_events: Sequence[EventRecord],
+    now: float,
+) -> str:
+    """A short hash of everything that changes when the controller records progress.
+
+    New metric points change their trial's ``intermediate_count``, so metrics need not be
+    read. While trials run, the version also moves every ``VERSION_TICK_S`` seconds.
+    """
+    running = any(not t.status.is_finished() for t in trials)
+    tick = int(now // VERSION_TICK_S) if running else 0
+    text = repr((exp, tuple(trials), tuple(hosts), tuple(last_events), tick))
+    return hashlib.blake2b(text.encode("utf-8", "replace"), digest_size=12).hexdigest()
 
 
 def downsample(steps: list[int], values: list[float], limit: int) -> Curve:

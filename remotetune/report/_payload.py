@@ -91,6 +91,7 @@ def build_payload(data: ReportData, imp: Importance | None = None) -> str:
                     "trial_id": e.trial_id, "host": e.host} for e in data.events],
         "importance": {"values": [list(v) for v in imp.values], "note": imp.note},
         "generated_at": data.generated_at,
+        "version": data.version,
     })
     figures = ", ".join(
         f"{json.dumps(name)}: {pio.to_json(fig, validate=False, engine='json')}"

@@ -5,7 +5,8 @@ Routes (GET and HEAD only; anything else is 405):
 - ``/``: the experiment list, or a redirect to the one experiment it was started for;
 - ``/exp/ID``: the report page of experiment ID, polling ``/api/exp/ID``;
 - ``/api/exp/ID``: the report's JSON document, re-read from the store at most once per
-  ``min_refresh_s``;
+  ``min_refresh_s`` and only when it changed; ``?since=VERSION`` answers 204 No Content
+  while the document's ``version`` is still VERSION;
 - ``/static/plotly.min.js``: plotly.js from the installed plotly package.
 
 It binds 127.0.0.1 unless told otherwise. A token (``?token=`` or ``Authorization: Bearer``)
@@ -32,7 +33,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, quote, urlsplit
 
 from remotetune.errors import ConfigError, ExperimentNotFound, StoreError
-from remotetune.report._data import load_report_data
+from remotetune.report._data import current_version, load_report_data
 from remotetune.report._page import plotly_js, render_page
 from remotetune.report._payload import build_payload
 from remotetune.report._render import report_title
@@ -81,20 +82,33 @@ class ServeOptions:
 
 
 class _Cache:
-    """The last JSON document per experiment, so many pollers cost one store read."""
+    """The last JSON document per experiment, rebuilt only when the store has moved on.
+
+    A poll first reads the cheap version (trials, hosts, the last event; no metrics). An
+    unchanged version costs nothing more, so many open pages on a big experiment stay cheap.
+    """
 
     def __init__(self, store: Store, ttl: float) -> None:
         self.store, self.ttl = store, ttl
         self._lock = threading.Lock()
-        self._docs: dict[str, tuple[float, str]] = {}
+        self._docs: dict[str, tuple[float, str, str]] = {}  # id -> (when, version, doc)
 
-    def payload(self, experiment_id: str) -> str:
+    def version(self, experiment_id: str) -> str:
         with self._lock:
             hit = self._docs.get(experiment_id)
             if hit is not None and time.monotonic() - hit[0] < self.ttl:
                 return hit[1]
-            doc = build_payload(load_report_data(self.store, experiment_id))
-            self._docs[experiment_id] = (time.monotonic(), doc)
+        return current_version(self.store, experiment_id)
+
+    def payload(self, experiment_id: str) -> str:
+        with self._lock:
+            hit = self._docs.get(experiment_id)
+            if hit is not None and (time.monotonic() - hit[0] < self.ttl or hit[1] ==
+                                    current_version(self.store, experiment_id)):
+                return hit[2]
+            data = load_report_data(self.store, experiment_id)
+            doc = build_payload(data)
+            self._docs[experiment_id] = (time.monotonic(), data.version, doc)
             return doc
 
 
@@ -171,7 +185,7 @@ class _Handler(BaseHTTPRequestHandler):
                        b"forbidden: this server needs its token (?token=...)\n", head=head)
             return
         try:
-            status, ctype, body, extra = self._route(url.path)
+            status, ctype, body, extra = self._route(url.path, url.query)
         except ExperimentNotFound as exc:
             status, ctype, body, extra = HTTPStatus.NOT_FOUND, "text/plain", str(exc), {}
         except StoreError as exc:
@@ -194,7 +208,7 @@ class _Handler(BaseHTTPRequestHandler):
         token = self.server.options.token
         return f"{path}?token={quote(token)}" if token else path
 
-    def _route(self, path: str) -> tuple[HTTPStatus, str, str, dict[str, str]]:
+    def _route(self, path: str, query: str) -> tuple[HTTPStatus, str, str, dict[str, str]]:
         opts = self.server.options
         if path == "/":
             if opts.experiment_id is not None:
@@ -206,8 +220,11 @@ class _Handler(BaseHTTPRequestHandler):
             return (HTTPStatus.OK, "text/javascript; charset=utf-8", plotly_js(),
                     {"Cache-Control": "private, max-age=86400"})
         if path.startswith("/api/exp/"):
-            doc = self.server.cache.payload(path[len("/api/exp/"):])
-            return HTTPStatus.OK, "application/json", doc, {}
+            exp_id = path[len("/api/exp/"):]
+            since = parse_qs(query).get("since", [None])[0]
+            if since is not None and since == self.server.cache.version(exp_id):
+                return HTTPStatus.NO_CONTENT, "application/json", "", {}
+            return HTTPStatus.OK, "application/json", self.server.cache.payload(exp_id), {}
         if path.startswith("/exp/"):
             return HTTPStatus.OK, "text/html; charset=utf-8", self._page(path[5:]), {}
         return HTTPStatus.NOT_FOUND, "text/plain", "not found\n", {}

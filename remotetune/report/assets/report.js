@@ -196,11 +196,13 @@
   function poll(url, interval) {
     var status = document.getElementById("live-status");
     function tick() {
-      fetch(url, { cache: "no-store", credentials: "same-origin" }).then(function (r) {
+      var u = new URL(url);
+      if (state.data && state.data.version) u.searchParams.set("since", state.data.version);
+      fetch(u.toString(), { cache: "no-store", credentials: "same-origin" }).then(function (r) {
         if (!r.ok) throw new Error("HTTP " + r.status);
-        return r.json();
+        return r.status === 204 ? null : r.json();  // 204: nothing changed
       }).then(function (d) {
-        render(d);
+        if (d) render(d);
         status.textContent = "live: updated " + new Date().toLocaleTimeString();
       }).catch(function (err) {
         status.textContent = "live: update failed (" + err.message + "), retrying";
