@@ -118,6 +118,7 @@ def test_report_embeds_the_store_escaped_and_complete(store: Store) -> None:
     # plotly.js is embedded once, and nothing is fetched from the network
     assert page.count("plotly.js v") <= 2 and "cdn.plot.ly" not in page.split("<script>")[0]
     assert not re.search(r'<script[^>]+src=', page)
+    assert "connect-src &#x27;none&#x27;" in page  # its CSP forbids any request
 
 
 def test_curves_mark_early_stopped_trials(store: Store) -> None:

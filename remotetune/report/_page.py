@@ -20,6 +20,7 @@ _TEMPLATE = """<!DOCTYPE html>
 <meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <meta name="generator" content="remotetune">
+<meta http-equiv="Content-Security-Policy" content="{csp}">
 <link rel="icon" href="data:,">
 <title>{title}</title>
 <style>{css}</style>
@@ -52,6 +53,16 @@ _TEMPLATE = """<!DOCTYPE html>
 </body>
 </html>
 """
+
+
+def csp(live: bool) -> str:
+    """The page's Content-Security-Policy: its own inline scripts and styles, plotly.js,
+    and no network at all, except polling its own server when live."""
+    scripts = "'self' 'unsafe-inline'" if live else "'unsafe-inline'"
+    connect = "'self'" if live else "'none'"
+    return (f"default-src 'none'; script-src {scripts}; "
+            "style-src 'unsafe-inline'; img-src data: blob:; font-src data:; "
+            f"connect-src {connect}; worker-src blob:; base-uri 'none'; form-action 'none'")
 
 
 @functools.lru_cache(maxsize=1)
@@ -90,6 +101,7 @@ def render_page(
         live = (f' data-live-url="{html.escape(live_url, quote=True)}"'
                 f' data-live-interval="{int(live_interval_ms)}"')
     return _TEMPLATE.format(
+        csp=html.escape(csp(live=live_url is not None), quote=True),
         title=html.escape(title),
         subtitle=html.escape(subtitle),
         css=_asset("report.css"),
