@@ -166,3 +166,13 @@ def test_polls_get_204_until_the_store_changes(server: ReportServer, store: Stor
     status, _, body = get(f"{base}?since={version}")
     assert status == 200 and json.loads(body)["version"] != version
     assert len(json.loads(body)["trials"]) == 7
+
+
+def test_index_of_an_empty_store(tmp_path: Path) -> None:
+    with Store(tmp_path / "empty.db") as empty:
+        srv = ReportServer(empty, ServeOptions(port=0)).start()
+        try:
+            status, _, body = get(srv.url)
+            assert status == 200 and b"no experiments in this store" in body
+        finally:
+            srv.stop()
