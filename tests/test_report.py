@@ -134,6 +134,22 @@ def test_curves_mark_early_stopped_trials(store: Store) -> None:
     timeline = data["figures"]["timeline"]["data"]
     lanes = {y for trace in timeline for y in trace["y"]}
     assert lanes == {"gpu-box:0", "gpu-box:1"}
+
+
+def test_timeline_shows_gpus_that_never_ran_a_trial(store: Store) -> None:
+    exp_id = add_experiment(store, n=4)
+    store.save_host_state(HostState(
+        experiment_id=exp_id, host="idle-box", reachable=True, slots=2,
+        gpus=(GpuInfo(0, "Fake T4"), GpuInfo(1, "Fake T4")),
+    ))
+    store.save_host_state(HostState(experiment_id=exp_id, host="gpu-box", reachable=True,
+                                    gpus=tuple(GpuInfo(i) for i in range(3))))
+    data = embedded(render_report(store, exp_id))
+    layout = data["figures"]["timeline"]["layout"]
+    assert sorted(layout["yaxis"]["categoryarray"]) == [
+        "gpu-box:0", "gpu-box:1", "gpu-box:2", "idle-box:0", "idle-box:1"]
+    rows = data["figures"]["timeline"]["data"][-1]
+    assert sorted(rows["y"]) == sorted(layout["yaxis"]["categoryarray"])
     history = data["figures"]["history"]["data"]
     assert history[1]["name"] == "best so far"
     assert history[1]["y"] == sorted(history[1]["y"])  # maximize: never goes down

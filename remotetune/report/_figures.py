@@ -224,7 +224,7 @@ def timeline(data: ReportData) -> go.Figure:
     if not ran:
         return _empty(title, "no trial has started yet")
     now = data.generated_at
-    lanes = sorted({lane for t in ran for lane in gpu_lane(t)})
+    lanes = sorted({lane for t in ran for lane in gpu_lane(t)} | idle_lanes(data))
     fig = go.Figure(layout=_layout(
         title, barmode="overlay", height=max(260, 90 + 26 * len(lanes)),
         xaxis={"type": "date", "title": {"text": "time (UTC)"}},
@@ -244,7 +244,25 @@ def timeline(data: ReportData) -> go.Figure:
             marker={"color": STATUS_COLORS[status], "line": {"width": 0.5, "color": "#fff"}},
             hovertemplate="trial %{text} on %{y}<br>from %{base}<extra></extra>",
         ))
+    start = min(t.started_at or now for t in ran)
+    fig.add_trace(go.Scatter(  # every lane gets a row, even one that never ran a trial
+        x=[_iso(start)] * len(lanes), y=lanes, mode="markers", marker={"opacity": 0},
+        showlegend=False, hoverinfo="skip",
+    ))
     return fig
+
+
+def idle_lanes(data: ReportData) -> set[str]:
+    """Rows for GPUs the hosts reported that no trial used, when trials are put on GPUs."""
+    used_gpus = {t.host for t in data.trials if t.gpus}
+    ran_on = {t.host for t in data.trials if t.host}
+    lanes: set[str] = set()
+    for h in data.hosts:
+        if h.host in used_gpus or (h.host not in ran_on and h.gpus):
+            lanes.update(f"{h.host}:{g.index}" for g in h.gpus)
+        elif h.host not in ran_on:
+            lanes.add(h.host)
+    return lanes
 
 
 def all_figures(data: ReportData, imp: Importance) -> dict[str, go.Figure]:
