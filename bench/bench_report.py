@@ -104,7 +104,7 @@ def main() -> None:
         print(f"  imports         {t1 - t0:6.2f} s   (remotetune.report, plotly)")
         print(f"  read the store  {t2 - t1:6.2f} s")
         print(f"  importance      {t3 - t2:6.2f} s   ({imp.note or len(imp.values)} params; "
-              "includes importing optuna.importance, and scikit-learn through it)")
+              "includes importing optuna and optuna.importance)")
         print(f"  figures + JSON  {t4 - t3:6.2f} s")
         print(f"  page            {t5 - t4:6.2f} s")
         from remotetune.report._page import plotly_js
