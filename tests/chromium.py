@@ -75,6 +75,11 @@ class Browser:
             self.call(method, session=True)
         self.call("Emulation.setDeviceMetricsOverride", session=True, width=width,
                   height=height, deviceScaleFactor=1, mobile=False)
+        # CSP violations do not always reach the console (an eval refused inside a
+        # try/catch does not): make each one a console error.
+        self.call("Page.addScriptToEvaluateOnNewDocument", session=True, source=(
+            "document.addEventListener('securitypolicyviolation', e => console.error("
+            "'CSP violation: ' + e.violatedDirective + ' ' + e.blockedURI));"))
 
     # --- protocol ----------------------------------------------------------------------------
 

@@ -105,6 +105,14 @@ def colored_pixels(png: Path) -> int:
                if max(raw[i:i + 3]) - min(raw[i:i + 3]) > 40)
 
 
+def assert_figures_drawn(browser: Browser, tmp_path: Path) -> None:
+    """The curves and the (WebGL) parallel coordinates are drawn, judged by their pixels."""
+    assert not browser.evaluate("document.body.innerText.includes('WebGL is not supported')")
+    for fig in ("curves", "parallel"):
+        png = browser.element_screenshot(f"#fig-{fig}", tmp_path / f"{fig}.png")
+        assert colored_pixels(png) > 300, f"{fig}: nothing drawn"
+
+
 @pytest.fixture
 def browser() -> Iterator[Browser]:
     assert CHROMIUM is not None
@@ -160,8 +168,7 @@ def test_report_html_in_chromium(tmp_path: Path, browser: Browser) -> None:
     assert browser.errors() == []
 
     not_blank(browser.screenshot(tmp_path / "report.png"))
-    curves = browser.element_screenshot("#fig-curves", tmp_path / "curves.png")
-    assert colored_pixels(curves) > 300, "no curve drawn"
+    assert_figures_drawn(browser, tmp_path)
     timeline = browser.element_screenshot("#fig-timeline", tmp_path / "timeline.png")
     not_blank(timeline, min_colors=16)
 
@@ -223,6 +230,7 @@ def test_live_page_follows_a_running_experiment(tmp_path: Path, browser: Browser
         assert "DONE" in browser.evaluate("document.getElementById('summary').textContent")
         assert browser.errors() == []
         not_blank(browser.screenshot(tmp_path / "live.png"))
+        assert_figures_drawn(browser, tmp_path)
         payload = json.loads(subprocess.run(
             [sys.executable, "-c", "import sys,urllib.request;"
              f"sys.stdout.write(urllib.request.urlopen('{base}api/exp/{exp_id}').read().decode())"],
@@ -243,6 +251,16 @@ def test_the_browser_check_sees_errors_and_blank_pages(tmp_path: Path, browser: 
     assert any("boom" in e for e in errors) and any("undefinedFunction" in e for e in errors)
     with pytest.raises(AssertionError):
         not_blank(browser.screenshot(tmp_path / "blank.png"))
+    csp = tmp_path / "csp.html"
+    csp.write_text("<!DOCTYPE html><html><head><link rel='icon' href='data:,'>"
+                   "<meta http-equiv='Content-Security-Policy' content=\"script-src "
+                   "'unsafe-inline'\"></head><body><script>try { eval('1') } catch (e) {}"
+                   "</script></body></html>")
+    browser.open(csp.as_uri())
+    deadline = time.monotonic() + 10
+    while not any("CSP violation" in e for e in browser.errors()):
+        assert time.monotonic() < deadline, browser.errors()
+        time.sleep(0.1)
 
 
 def test_report_of_an_nni_experiment_in_chromium(tmp_path: Path, browser: Browser) -> None:

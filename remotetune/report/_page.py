@@ -57,8 +57,13 @@ _TEMPLATE = """<!DOCTYPE html>
 
 def csp(live: bool) -> str:
     """The page's Content-Security-Policy: its own inline scripts and styles, plotly.js,
-    and no network at all, except polling its own server when live."""
-    scripts = "'self' 'unsafe-inline'" if live else "'unsafe-inline'"
+    and no network at all, except polling its own server when live.
+
+    plotly's WebGL plots (parallel coordinates, scattergl) compile code at run time, hence
+    ``'unsafe-eval'``; without it they show "WebGL is not supported" instead.
+    """
+    scripts = "'self' 'unsafe-inline' 'unsafe-eval'" if live else \
+        "'unsafe-inline' 'unsafe-eval'"
     connect = "'self'" if live else "'none'"
     return (f"default-src 'none'; script-src {scripts}; "
             "style-src 'unsafe-inline'; img-src data: blob:; font-src data:; "
