@@ -11,7 +11,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-from remotetune.errors import TunerError
+from remotetune.errors import AssessorError, RemotetuneError, TunerError
 from remotetune.model import OptimizeMode
 from remotetune.space import SearchSpace
 from remotetune.tuners._anneal import AnnealTuner
@@ -107,7 +107,8 @@ def _load_custom(spec: str, code_directory: str | None) -> type[Tuner]:
     return cls
 
 
-def _import(module_name: str, code_directory: str | None) -> ModuleType:
+def _import(module_name: str, code_directory: str | None, what: str = "tuner") -> ModuleType:
+    """Import ``module_name`` (from ``code_directory`` first); errors name ``what`` it holds."""
     file = None
     if code_directory:
         base = Path(code_directory, *module_name.split("."))
@@ -131,12 +132,16 @@ def _import(module_name: str, code_directory: str | None) -> ModuleType:
             sys.path.remove(str(code_directory))
         return module
     except ModuleNotFoundError as exc:
-        raise TunerError(
-            f"custom tuner module {module_name!r} not found{where}: {exc} (put {module_name}.py "
+        raise _error(what)(
+            f"custom {what} module {module_name!r} not found{where}: {exc} (put {module_name}.py "
             "in the code directory or install it)"
         ) from exc
     except Exception as exc:
         sys.modules.pop(module_name, None) if file is not None else None
-        raise TunerError(
-            f"custom tuner module {module_name!r} failed to import: {type(exc).__name__}: {exc}"
+        raise _error(what)(
+            f"custom {what} module {module_name!r} failed to import: {type(exc).__name__}: {exc}"
         ) from exc
+
+
+def _error(what: str) -> type[RemotetuneError]:
+    return AssessorError if what == "assessor" else TunerError
