@@ -72,10 +72,10 @@ def create_assessor(
     for key in args:
         if key not in accepted:
             raise unknown_assessor_arg(builtin_name(name) or name, key, accepted)
-    key = builtin_name(name)
+    builtin = builtin_name(name)
     try:
-        if key in PRUNERS:
-            return OptunaPrunerAssessor(mode, pruner=key, args=args)
+        if builtin in PRUNERS:
+            return OptunaPrunerAssessor(mode, pruner=builtin, args=args)
         return cls(mode, **args)
     except AssessorError:
         raise

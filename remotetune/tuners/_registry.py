@@ -17,8 +17,10 @@ from remotetune.space import SearchSpace
 from remotetune.tuners._anneal import AnnealTuner
 from remotetune.tuners._base import Tuner, parse_optimize_mode, unknown_arg_error
 from remotetune.tuners._batch import BatchTuner
+from remotetune.tuners._bohb import BohbTuner
 from remotetune.tuners._evolution import EvolutionTuner
 from remotetune.tuners._grid import GridSearchTuner
+from remotetune.tuners._hyperband import HyperbandTuner
 from remotetune.tuners._optuna import TpeTuner
 from remotetune.tuners._random import RandomTuner
 
@@ -31,6 +33,11 @@ BUILTIN_TUNERS: dict[str, type[Tuner]] = {
     "Anneal": AnnealTuner,
     "Evolution": EvolutionTuner,
 }
+#: NNI's advisors (tuners that also stop trials): under ``advisor:`` (NNI 2) or ``tuner:`` (NNI 3).
+BUILTIN_ADVISORS: dict[str, type[Tuner]] = {
+    "Hyperband": HyperbandTuner,
+    "BOHB": BohbTuner,
+}
 _ALIASES = {"randomsearch": "Random", "grid": "GridSearch", "batchtuner": "Batch"}
 
 
@@ -38,7 +45,8 @@ def _norm(name: str) -> str:
     return name.lower().replace("_", "").replace("-", "").replace(" ", "")
 
 
-_LOOKUP = {_norm(k): k for k in BUILTIN_TUNERS} | _ALIASES
+_ALL: dict[str, type[Tuner]] = {**BUILTIN_TUNERS, **BUILTIN_ADVISORS}
+_LOOKUP = {_norm(k): k for k in _ALL} | _ALIASES
 
 
 def create_tuner(
@@ -79,13 +87,13 @@ def tuner_class(name: str, *, code_directory: str | None = None) -> type[Tuner]:
         raise TunerError(f"tuner name must be a non-empty string, got {name!r}")
     key = _LOOKUP.get(_norm(name))
     if key is not None:
-        return BUILTIN_TUNERS[key]
+        return _ALL[key]
     if ":" in name or "." in name:
         return _load_custom(name, code_directory)
     close = difflib.get_close_matches(_norm(name), list(_LOOKUP), n=1, cutoff=0.5)
     hint = f"did you mean {_LOOKUP[close[0]]!r}? " if close else ""
     raise TunerError(
-        f"unknown tuner {name!r} ({hint}built-in tuners: {', '.join(BUILTIN_TUNERS)}; "
+        f"unknown tuner {name!r} ({hint}built-in tuners: {', '.join(_ALL)}; "
         "a custom tuner is written as 'module:Class')"
     )
 
