@@ -1,0 +1,135 @@
+"""The assessor contract, as a test mixin any assessor can be checked with.
+
+Subclass :class:`AssessorContract` in a test module and provide a fixture ``make_assessor``
+returning a factory ``(optimize_mode) -> Assessor`` (parametrize it to check several)::
+
+    class TestMine(AssessorContract):
+        @pytest.fixture
+        def make_assessor(self):
+            return lambda mode: MyAssessor(mode)
+
+The curves are synthetic and seeded: ``q * (1 - exp(-step / 4))`` plus small noise, one
+trial after another in time, so a trial with a small ``q`` is a bad one and a large ``q`` a
+good one whatever the assessor's rule.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from collections.abc import Callable, Sequence
+
+import pytest
+
+from remotetune.assessors import Assessor, CurvePoint, TrialView, Verdict, replay
+from remotetune.model import OptimizeMode, TrialStatus
+
+Factory = Callable[[OptimizeMode], Assessor]
+STEPS = 20
+WATCH = 12  # steps a new trial is followed for
+
+
+def curve(q: float, steps: int, *, seed: int, start: float, sign: float = 1.0,
+          ) -> tuple[CurvePoint, ...]:
+    rng = random.Random(seed)
+    return tuple(
+        CurvePoint(s, sign * (q * (1 - math.exp(-s / 4)) + rng.gauss(0, 0.005)), start + s)
+        for s in range(1, steps + 1)
+    )
+
+
+def history(n: int = 24, *, sign: float = 1.0, seed: int = 0) -> list[TrialView]:
+    """``n`` succeeded trials of ``STEPS`` steps, each after the previous one."""
+    rng = random.Random(seed)
+    out = []
+    for i in range(n):
+        points = curve(rng.uniform(0.3, 0.9), STEPS, seed=seed * 1000 + i, start=i * 100.0,
+                       sign=sign)
+        out.append(TrialView(f"h{i:03d}", {"q": i}, points, TrialStatus.SUCCEEDED,
+                             points[-1].value, i))
+    return out
+
+
+def newcomer(q: float, *, sign: float = 1.0, steps: int = WATCH) -> TrialView:
+    points = curve(q, steps, seed=777, start=10_000.0, sign=sign)
+    return TrialView("new", {"q": q}, points, TrialStatus.RUNNING, None, 10_000)
+
+
+def follow(assessor: Assessor, trial: TrialView, others: Sequence[TrialView]) -> list[Verdict]:
+    """Assess ``trial`` after each of its steps, as a live controller would, until it is
+    stopped; the verdicts in order."""
+    verdicts = []
+    for step in range(1, trial.last_step + 1):
+        verdict = assessor.assess(trial.upto(step), others)
+        assert isinstance(verdict, Verdict)
+        verdicts.append(verdict)
+        if verdict.stop:
+            break
+    return verdicts
+
+
+def lived(make: Factory, past: Sequence[TrialView], mode: OptimizeMode) -> Assessor:
+    """A fresh assessor that has seen ``past`` happen (every report assessed in time order)."""
+    assessor = make(mode)
+    replay(assessor, past)
+    return assessor
+
+
+class AssessorContract:
+    """The contract every assessor keeps (see :class:`remotetune.assessors.Assessor`)."""
+
+    @pytest.fixture
+    def make_assessor(self) -> Factory:  # pragma: no cover - provided by the subclass
+        raise NotImplementedError
+
+    @pytest.mark.parametrize("sign", [1.0, -1.0], ids=["maximize", "minimize"])
+    def test_a_bad_curve_is_stopped(self, make_assessor: Factory, sign: float) -> None:
+        mode = OptimizeMode.MAXIMIZE if sign > 0 else OptimizeMode.MINIMIZE
+        past = history(sign=sign)
+        verdicts = follow(lived(make_assessor, past, mode), newcomer(0.02, sign=sign), past)
+        assert verdicts[-1].stop, [v.reason for v in verdicts]
+        assert verdicts[-1].reason
+
+    @pytest.mark.parametrize("sign", [1.0, -1.0], ids=["maximize", "minimize"])
+    def test_a_good_curve_continues(self, make_assessor: Factory, sign: float) -> None:
+        mode = OptimizeMode.MAXIMIZE if sign > 0 else OptimizeMode.MINIMIZE
+        past = history(sign=sign)
+        verdicts = follow(lived(make_assessor, past, mode), newcomer(1.5, sign=sign), past)
+        assert len(verdicts) == WATCH and not any(v.stop for v in verdicts), [
+            v.reason for v in verdicts]
+
+    def test_decisions_are_deterministic(self, make_assessor: Factory) -> None:
+        past = history()
+        runs = [follow(lived(make_assessor, past, OptimizeMode.MAXIMIZE), newcomer(q), past)
+                for q in (0.02, 0.6, 1.5) for _ in range(2)]
+        assert runs[0] == runs[1] and runs[2] == runs[3] and runs[4] == runs[5]
+
+    def test_odd_curves_do_not_crash(self, make_assessor: Factory) -> None:
+        odd = [
+            (),
+            (CurvePoint(1, 0.5, 1.0),),
+            tuple(CurvePoint(s, 0.25, float(s)) for s in range(1, 15)),  # flat
+            tuple(CurvePoint(s, 1e12 * (-1) ** s, float(s)) for s in range(1, 15)),
+            tuple(CurvePoint(s, -float(s), float(s)) for s in range(1, 15)),  # falling
+            tuple(CurvePoint(s, 0.0, 0.0) for s in range(1, 4)),  # all at one time
+        ]
+        for mode in OptimizeMode:
+            for others in ([], history(3), [TrialView("e", {}, (), TrialStatus.FAILED)]):
+                assessor = lived(make_assessor, others, mode)
+                for points in odd:
+                    trial = TrialView("odd", {}, points)
+                    assert isinstance(assessor.assess(trial, others), Verdict)
+                    assessor.trial_end(TrialView("odd", {}, points, TrialStatus.FAILED))
+
+    def test_restore_after_a_resume_gives_the_same_decisions(self, make_assessor: Factory,
+                                                             ) -> None:
+        past = history()
+        for q in (0.02, 0.45, 1.5):
+            trial = newcomer(q)
+            before = follow(lived(make_assessor, past, OptimizeMode.MAXIMIZE), trial, past)
+            cut = max(1, len(before) // 2)  # the controller died after ``cut`` steps
+            resumed = make_assessor(OptimizeMode.MAXIMIZE)
+            resumed.restore([*past, trial.upto(cut)])
+            after = [resumed.assess(trial.upto(s), past) for s in range(cut + 1,
+                                                                          len(before) + 1)]
+            assert after == before[cut:], (q, [v.reason for v in before])
