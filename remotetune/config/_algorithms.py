@@ -80,9 +80,11 @@ def check_assessor(top: Section, tuner_key: str, tuner_cls: type | None) -> None
         raise top.fail("assessor", "an advisor stops its own trials: it takes no assessor",
                        hint="remove the assessor, or use a tuner with it")
     if tuner_cls is not None and not getattr(tuner_cls, "accepts_assessor", True):
+        tuner = top.section(tuner_key)
+        tuner_name = tuner.get("name") if tuner is not None else tuner_cls.__name__
         raise sec.fail("name" if sec.has("name") else "className",
-                       f"{tuner_cls.__name__} stops its own trials: it takes no assessor",
-                       hint="remove the assessor, or use another tuner (e.g. TPE)")
+                       f"the tuner {tuner_name} stops its own trials: it takes no assessor",
+                       hint="remove the assessor, or use another tuner, e.g. TPE")
     if _custom(sec):
         return
     name = str(sec.get("name"))

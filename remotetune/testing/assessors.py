@@ -21,7 +21,7 @@ from collections.abc import Callable, Sequence
 
 import pytest
 
-from remotetune.assessors import Assessor, CurvePoint, TrialView, Verdict, replay
+from remotetune.assessors import Assessor, CurvePoint, TrialView, Verdict
 from remotetune.model import OptimizeMode, TrialStatus
 
 Factory = Callable[[OptimizeMode], Assessor]
@@ -69,9 +69,10 @@ def follow(assessor: Assessor, trial: TrialView, others: Sequence[TrialView]) ->
 
 
 def lived(make: Factory, past: Sequence[TrialView], mode: OptimizeMode) -> Assessor:
-    """A fresh assessor that has seen ``past`` happen (every report assessed in time order)."""
+    """A fresh assessor that has seen ``past`` happen: restored from it, as after a resume (a
+    stateful one replays every report in time order, as if it had assessed them live)."""
     assessor = make(mode)
-    replay(assessor, past)
+    assessor.restore(past)
     return assessor
 
 
