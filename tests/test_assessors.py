@@ -269,3 +269,27 @@ def test_cli_run_with_a_typo_exits_2_and_stores_nothing(tmp_path: Path, body: st
     listed = _cli(tmp_path / "home", tmp_path, "ls", "--json")
     assert listed.returncode == 0, listed.stderr
     assert json.loads(listed.stdout) == []
+
+
+# --- the early-stopping benchmark's parts ----------------------------------------------------
+
+
+def test_bench_simulation_and_the_curve_trial(tmp_path: Path, capsys: Any) -> None:
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("bench_early_stop",
+                                                  ROOT / "bench" / "bench_early_stop.py")
+    assert spec is not None and spec.loader is not None
+    bench = importlib.util.module_from_spec(spec)
+    sys.modules["bench_early_stop"] = bench  # its dataclasses look their module up
+    spec.loader.exec_module(bench)
+    assert bench.main(["--trials", "16", "--epochs", "9", "--concurrency", "2"]) == 0
+    out = capsys.readouterr().out
+    for policy in ("none", "Medianstop", "ASHA", "Hyperband"):
+        assert f"\n{policy} " in out
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    done = subprocess.run([sys.executable, str(ROOT / "trials" / "curves" / "curve_trial.py"),
+                           "--epoch-seconds", "0"], env=env, capture_output=True, text=True,
+                          timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert done.stderr.count("periodical metric") == 20  # no parameters given: 20 epochs
