@@ -104,9 +104,12 @@ class Assessor(abc.ABC):
     built-in):
 
     * ``assess(trial, others)`` is called after ``trial`` reported an intermediate result;
-      ``trial.points`` ends at that result. ``others`` are every other trial of the experiment
-      (running and finished, curves included), read-only. It returns a :class:`Verdict`; the
-      controller stops the trial when ``verdict.stop`` and logs ``verdict.reason``.
+      ``trial.points`` ends at that result. It is called once per result, in step order: when
+      a poll brings several, once for each with ``trial.upto(step)`` (ASHA decides only at a
+      rung's step). Once a verdict says stop, the trial is not assessed again. ``others`` are
+      every other trial of the experiment (running and finished, curves included), read-only.
+      It returns a :class:`Verdict`; the controller stops the trial when ``verdict.stop`` and
+      logs ``verdict.reason``.
     * It must not raise on short, empty or flat curves (it returns CONTINUE then).
     * ``stateful`` is False when the verdict is a pure function of ``(trial, others)``: then
       ``restore`` does nothing. A stateful assessor (Optuna's pruners keep rung records)
