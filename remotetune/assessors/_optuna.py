@@ -1,8 +1,9 @@
 """Optuna's pruners as assessors, by their class names and with their own arguments.
 
 The pruner runs against an in-memory Optuna study that mirrors the curves the assessor is
-shown: each trial becomes an Optuna trial (numbered in the order the assessor first sees it,
-others by ``parameter_id``), its intermediate results are reported at their steps, and a
+shown: each trial becomes an Optuna trial (numbered in the order of their first reports, so a
+replay numbers them as the live run did; Optuna's HyperbandPruner picks brackets by number),
+its intermediate results are reported at their steps, and a
 finished trial gets its state: SUCCEEDED -> COMPLETE with its final (the last intermediate
 when it reported none), EARLY_STOPPED -> PRUNED, failed or canceled -> FAIL; LOST trials
 stay RUNNING (their retry carries on). Syncing only adds what is new, so a decision costs the
@@ -125,6 +126,8 @@ class OptunaPrunerAssessor(Assessor):
         from optuna.trial import TrialState
 
         entry = self._mirror.get(view.trial_id)
+        if entry is None and not view.points and not view.status.is_finished():
+            return -1  # nothing to mirror yet: numbering follows first reports, live or replayed
         if entry is None:
             entry = [self._storage.create_new_trial(self._study_id), 0, False]
             self._mirror[view.trial_id] = entry

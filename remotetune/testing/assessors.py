@@ -76,6 +76,54 @@ def lived(make: Factory, past: Sequence[TrialView], mode: OptimizeMode) -> Asses
     return assessor
 
 
+def interleaved(make: Callable[[], Assessor], *, cut: int, trials: int = 8, at_once: int = 4,
+                steps: int = 10, seed: int = 1) -> tuple[list[Verdict], list[Verdict]]:
+    """A live run of ``trials`` trials in waves of ``at_once``, their reports interleaved in
+    time, each report assessed (others: every trial started so far, as the controller gives
+    them) and a stop carried out. After ``cut`` reports a second assessor is restored from the
+    trials as they stand, as after a resume, and assesses the rest too. Returns the live and
+    the restored assessor's verdicts after the cut."""
+    rng = random.Random(seed)
+    qs = [rng.uniform(0.02, 1.0) for _ in range(trials)]
+    live, resumed = make(), None
+    views: dict[str, TrialView] = {}
+    logs: tuple[list[Verdict], list[Verdict]] = ([], [])
+    count = 0
+    for wave in range(0, trials, at_once):
+        members = [f"w{i:02d}" for i in range(wave, min(trials, wave + at_once))]
+        for tid in members:
+            views[tid] = TrialView(tid, {"q": tid}, (), TrialStatus.RUNNING, None, int(tid[1:]))
+        for step in range(1, steps + 1):
+            for k, tid in enumerate(members):
+                view = views[tid]
+                if view.status.is_finished():
+                    continue
+                if count == cut:
+                    resumed = make()
+                    resumed.restore(list(views.values()))
+                count += 1
+                i = int(tid[1:])
+                point = CurvePoint(step, qs[i] * (1 - math.exp(-step / 4)) + 0.001 * k,
+                                   wave * 50.0 + step + k * 0.1)
+                view = TrialView(tid, view.parameters, (*view.points, point), view.status,
+                                 None, view.parameter_id)
+                views[tid] = view
+                others = [v for key, v in views.items() if key != tid]
+                verdict = live.assess(view, others)
+                if resumed is not None:
+                    logs[0].append(verdict)
+                    logs[1].append(resumed.assess(view, others))
+                if verdict.stop or step == steps:
+                    views[tid] = TrialView(
+                        tid, view.parameters, view.points,
+                        TrialStatus.EARLY_STOPPED if verdict.stop else TrialStatus.SUCCEEDED,
+                        None if verdict.stop else point.value, view.parameter_id)
+                    for a in (live, resumed):
+                        if a is not None:
+                            a.trial_end(views[tid])
+    return logs
+
+
 class AssessorContract:
     """The contract every assessor keeps (see :class:`remotetune.assessors.Assessor`)."""
 
@@ -134,3 +182,10 @@ class AssessorContract:
             after = [resumed.assess(trial.upto(s), past) for s in range(cut + 1,
                                                                           len(before) + 1)]
             assert after == before[cut:], (q, [v.reason for v in before])
+
+    @pytest.mark.parametrize("cut", [6, 21, 30])
+    def test_restore_in_the_middle_of_an_interleaved_run(self, make_assessor: Factory,
+                                                         cut: int) -> None:
+        live, resumed = interleaved(lambda: make_assessor(OptimizeMode.MAXIMIZE), cut=cut)
+        assert live, "the run ended before the cut"
+        assert resumed == live
