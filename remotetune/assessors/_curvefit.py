@@ -93,6 +93,7 @@ class CurvefittingAssessor(Assessor):
         self.gap = int_arg("Curvefitting", "gap", gap, 1)
         if self.start_step > self.epoch_num:
             raise AssessorError("Curvefitting: start_step must be <= epoch_num")
+        import scipy.optimize  # noqa: F401 - paid here (about 1 s), not at the first decision
 
     def assess(self, trial: TrialView, others: Sequence[TrialView]) -> Verdict:
         step = len(trial.points)

@@ -9,8 +9,9 @@ when it reported none), EARLY_STOPPED -> PRUNED, failed or canceled -> FAIL; LOS
 stay RUNNING (their retry carries on). Syncing only adds what is new, so a decision costs the
 pruner's own work plus a dictionary lookup per trial, for hundreds of trials too.
 
-Pruners that keep records (successive halving and Hyperband note each trial's rung values)
-make this assessor ``stateful``: ``restore`` replays every reported point in time order.
+Pruners that keep records (successive halving and Hyperband note each trial's rung values,
+also inside a PatientPruner) make this assessor ``stateful``: ``restore`` replays every
+reported point in time order. For the others ``restore`` only rebuilds the mirror.
 ``PatientPruner``'s ``wrapped_pruner`` is written ``{name: MedianPruner, classArgs: {...}}``,
 a bare pruner name, or null.
 """
@@ -23,7 +24,7 @@ import warnings
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from remotetune.assessors._base import Assessor, TrialView, Verdict
+from remotetune.assessors._base import Assessor, TrialView, Verdict, replay
 from remotetune.errors import AssessorError
 from remotetune.model import OptimizeMode, TrialStatus
 
@@ -81,8 +82,6 @@ def _wrapped(spec: Any) -> Any:
 class OptunaPrunerAssessor(Assessor):
     """One of Optuna's pruners (``pruner``: its class name; ``args``: its arguments)."""
 
-    stateful = True
-
     def __init__(
         self,
         optimize_mode: OptimizeMode | str = OptimizeMode.MAXIMIZE,
@@ -96,6 +95,11 @@ class OptunaPrunerAssessor(Assessor):
         optuna.logging.set_verbosity(optuna.logging.WARNING)
         self.name = pruner
         self.pruner = build_pruner(pruner, args or {})
+        # successive halving and Hyperband write rung records as they prune; the rest decide
+        # from the mirrored curves alone
+        self.stateful = _keeps_records(self.pruner)
+        if pruner == "WilcoxonPruner":
+            import scipy.stats  # noqa: F401 - its test; paid here (1-2 s), not mid-run
         self.study = optuna.create_study(
             study_name="remotetune", direction=self.optimize_mode.value,
             storage=optuna.storages.InMemoryStorage(),
@@ -108,7 +112,15 @@ class OptunaPrunerAssessor(Assessor):
     def assess(self, trial: TrialView, others: Sequence[TrialView]) -> Verdict:
         if not trial.points:
             return Verdict.keep("no intermediate result yet")
-        for view in sorted(others, key=lambda v: (v.parameter_id, v.trial_id)):
+        fresh = []
+        for view in others:  # only what changed since the last call is synced
+            entry = self._mirror.get(view.trial_id)
+            if entry is None:
+                if view.points or view.status.is_finished():
+                    fresh.append(view)
+            elif not entry[2] and (entry[1] != len(view.points) or view.status.is_finished()):
+                self._sync(view)
+        for view in sorted(fresh, key=_first_report):
             self._sync(view)
         optuna_id = self._sync(trial)
         frozen = self._storage.get_trial(optuna_id)
@@ -118,6 +130,14 @@ class OptunaPrunerAssessor(Assessor):
                 f"(value {trial.points[-1].value:.4g})"
             )
         return Verdict.keep(f"{self.name}: keep at step {trial.last_step}")
+
+    def restore(self, history: Sequence[TrialView]) -> None:
+        """Stateful pruners replay every report; the others only need the mirror."""
+        if self.stateful:
+            replay(self, history)
+            return
+        for view in sorted(history, key=_first_report):
+            self._sync(view)
 
     def trial_end(self, trial: TrialView) -> None:
         self._sync(trial)
@@ -152,3 +172,17 @@ class OptunaPrunerAssessor(Assessor):
                 self._storage.set_trial_state_values(optuna_id, TrialState.FAIL)
             entry[2] = True
         return int(optuna_id)
+
+
+def _first_report(view: TrialView) -> tuple[float, str]:
+    return (view.points[0].time if view.points else float("inf"), view.trial_id)
+
+
+def _keeps_records(pruner: Any) -> bool:
+    import optuna
+
+    if isinstance(pruner, optuna.pruners.PatientPruner):
+        inner = getattr(pruner, "_wrapped_pruner", None)
+        return inner is not None and _keeps_records(inner)
+    return isinstance(pruner, (optuna.pruners.SuccessiveHalvingPruner,
+                               optuna.pruners.HyperbandPruner))
