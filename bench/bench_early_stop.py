@@ -36,6 +36,7 @@ import curves  # noqa: E402
 from remotetune.assessors import (  # noqa: E402
     Assessor,
     CurvePoint,
+    EarlyStopping,
     TrialView,
     create_assessor,
     value_for_tuner,
@@ -75,6 +76,7 @@ def simulate(policy: str, tuner: Tuner, assessor: Assessor | None, *, trials: in
     clock, issued, spent = 0.0, 0, 0
     running: list[tuple[float, int]] = []  # (time of its next report, trial index)
     book: dict[int, SimTrial] = {}
+    judge = None if assessor is None else EarlyStopping(assessor, policy)
 
     def fill() -> None:
         nonlocal issued
@@ -95,15 +97,15 @@ def simulate(policy: str, tuner: Tuner, assessor: Assessor | None, *, trials: in
         trial.points.append(CurvePoint(step, curves.value(trial.params, step), clock))
         spent += 1
         stop = False
-        if assessor is not None:
+        if judge is not None:
             others = [t.view() for i, t in book.items() if i != index]
-            stop = assessor.assess(trial.view(), others).stop
+            stop = judge.reported(trial.view(), others) is not None
         if stop or step >= trial.epochs:
             trial.status = TrialStatus.EARLY_STOPPED if stop else TrialStatus.SUCCEEDED
             trial.final = None if stop else trial.points[-1].value
             tuner.observe(index, trial.params, value_for_tuner(trial.view()), trial.status)
-            if assessor is not None:
-                assessor.trial_end(trial.view())
+            if judge is not None:
+                judge.finished(trial.view())
             fill()
         else:
             heapq.heappush(running, (clock + epoch_s, index))

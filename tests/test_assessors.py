@@ -20,6 +20,7 @@ from remotetune.assessors import (
     AshaAssessor,
     Assessor,
     CurvePoint,
+    EarlyStopping,
     TrialView,
     Verdict,
     create_assessor,
@@ -293,3 +294,25 @@ def test_bench_simulation_and_the_curve_trial(tmp_path: Path, capsys: Any) -> No
                           timeout=60)
     assert done.returncode == 0, done.stderr
     assert done.stderr.count("periodical metric") == 20  # no parameters given: 20 epochs
+
+
+def test_early_stopping_assesses_each_new_result_once_in_order() -> None:
+    seen: list[int] = []
+
+    class Recorder(Assessor):
+        def assess(self, trial: TrialView, others: Sequence[TrialView]) -> Verdict:
+            seen.append(trial.last_step)
+            return Verdict.halt("step 4") if trial.last_step == 4 else Verdict.keep()
+
+    driver = EarlyStopping(Recorder(), "Recorder")
+    assert driver.reported(_view("t", [0.1, 0.2]), []) is None
+    stop = driver.reported(_view("t", [0.1, 0.2, 0.3, 0.4, 0.5]), [])  # a poll brought three
+    assert stop is not None and stop.step == 4 and stop.message == "stopped by Recorder: step 4"
+    assert driver.reported(_view("t", [0.1] * 6), []) is None  # stopped: not assessed again
+    assert seen == [1, 2, 3, 4]
+    driver.finished(_view("t", [0.1] * 4, TrialStatus.EARLY_STOPPED))
+    resumed = EarlyStopping(Recorder(), "Recorder")
+    resumed.restore([_view("u", [0.1, 0.2, 0.3])])
+    seen.clear()
+    assert resumed.reported(_view("u", [0.1, 0.2, 0.3, 0.4]), []) is not None
+    assert seen == [4]  # steps assessed before the restart are not assessed again

@@ -10,7 +10,9 @@ docstring states the contract). The built-ins:
   ``SuccessiveHalvingPruner``, ``HyperbandPruner``, ``ThresholdPruner``, ``PatientPruner``,
   ``WilcoxonPruner`` (``_optuna``).
 
-:func:`value_for_tuner` is the rule for what a tuner learns from a stopped trial.
+:class:`EarlyStopping` is what the controller drives (each new result assessed once, in
+order; a :class:`Stop` decision with the event's text); :func:`value_for_tuner` is the rule
+for what a tuner learns from a stopped trial.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from remotetune.assessors._base import (
     replay,
 )
 from remotetune.assessors._curvefit import CurvefittingAssessor
+from remotetune.assessors._driver import EarlyStopping, Stop
 from remotetune.assessors._median import MedianstopAssessor
 from remotetune.assessors._optuna import PRUNERS, OptunaPrunerAssessor
 from remotetune.assessors._registry import (
@@ -44,8 +47,10 @@ __all__ = [
     "CurvePoint",
     "CurvefittingAssessor",
     "Decision",
+    "EarlyStopping",
     "MedianstopAssessor",
     "OptunaPrunerAssessor",
+    "Stop",
     "TrialView",
     "Verdict",
     "assessor_arg_names",
