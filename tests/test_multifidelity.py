@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import math
+import os
+import subprocess
+import sys
 from collections.abc import Callable, Mapping
 from dataclasses import replace
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -21,6 +26,7 @@ from remotetune.tuners import (
     create_tuner,
 )
 
+ROOT = Path(__file__).resolve().parent.parent
 SPACE = SearchSpace.parse({
     "x": {"_type": "uniform", "_value": [0.0, 1.0]},
     "opt": {"_type": "choice", "_value": ["sgd", "adam"]},
@@ -210,3 +216,36 @@ def test_advisors_take_no_assessor_and_reject_bad_args() -> None:
         create_tuner("BOHB", {"min_budget": 5, "max_budget": 2}, SPACE)
     with pytest.raises(Exception, match="did you mean 'eta'"):
         create_tuner("Hyperband", {"etaa": 3}, SPACE)
+
+
+def test_hyperband_runs_through_the_cli_and_trials_read_their_budget(tmp_path: Path) -> None:
+    """NNI 2's ``advisor:`` key, the curve trial reading ``TRIAL_BUDGET`` with the trial API."""
+    (tmp_path / "hb.yml").write_text(
+        "experimentName: hb\n"
+        "searchSpace:\n"
+        "  lr: {_type: loguniform, _value: [0.0001, 1.0]}\n"
+        "  width: {_type: choice, _value: [16, 64, 256]}\n"
+        "trialCommand: python3 curve_trial.py --epoch-seconds 0.01\n"
+        f"trialCodeDirectory: {ROOT / 'trials' / 'curves'}\n"
+        "trialConcurrency: 3\n"
+        "maxTrialNumber: 12\n"
+        "advisor:\n"
+        "  name: Hyperband\n"
+        "  classArgs: {R: 9, eta: 3}\n"
+    )
+    env = dict(os.environ, REMOTETUNE_HOME=str(tmp_path / "home"),
+               PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+
+    def cli(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "remotetune.cli", *args], env=env,
+                              cwd=tmp_path, capture_output=True, text=True, timeout=180)
+
+    done = cli("run", "hb.yml", "--plain")
+    assert done.returncode == 0, done.stdout + done.stderr
+    exp = json.loads(cli("ls", "--json").stdout)[0]["id"]
+    trials = json.loads(cli("trials", exp, "--json").stdout)
+    assert len(trials) == 12 and all(t["status"] == "SUCCEEDED" for t in trials)
+    budgets = [t["parameters"][BUDGET_KEY] for t in trials]
+    assert sorted(set(budgets)) == [1, 3] and budgets.count(1) == 9  # first bracket: 9 x 1
+    for t in trials:  # each trial ran as many epochs as its budget
+        assert t["intermediate_count"] == t["parameters"][BUDGET_KEY]
