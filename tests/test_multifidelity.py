@@ -249,3 +249,14 @@ def test_hyperband_runs_through_the_cli_and_trials_read_their_budget(tmp_path: P
     assert sorted(set(budgets)) == [1, 3] and budgets.count(1) == 9  # first bracket: 9 x 1
     for t in trials:  # each trial ran as many epochs as its budget
         assert t["intermediate_count"] == t["parameters"][BUDGET_KEY]
+
+
+def test_the_stored_config_reloads_with_the_advisor(tmp_path: Path) -> None:
+    from remotetune.config import load_experiment, parse_experiment
+
+    (tmp_path / "exp.yml").write_text(
+        "searchSpace: {x: {_type: uniform, _value: [0, 1]}}\ntrialCommand: t\n"
+        "trialConcurrency: 1\nadvisor: {name: BOHB, classArgs: {max_budget: 9}}\n")
+    cfg = load_experiment(tmp_path / "exp.yml")
+    again = parse_experiment(cfg.raw, file=cfg.file, base_dir=tmp_path)  # what resume does
+    assert again.tuner == cfg.tuner and again.tuner.name == "BOHB"
