@@ -126,3 +126,10 @@ class SyncError(TransportError):
     """The trial code directory could not be sent (too large, unreadable...)."""
 
     reason = "sync"
+
+
+class SlurmError(TransportError):
+    """A Slurm command on a cluster's login node failed (sbatch refused a job, squeue or
+    scancel did not answer)."""
+
+    reason = "slurm"
