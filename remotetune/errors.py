@@ -54,6 +54,10 @@ class TunerError(RemotetuneError):
     """A tuner could not be built or failed to suggest."""
 
 
+class AssessorError(RemotetuneError):
+    """An assessor could not be built or failed to decide."""
+
+
 class StoreError(RemotetuneError):
     """The SQLite store is missing, locked or from an unknown version."""
 
