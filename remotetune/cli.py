@@ -42,6 +42,13 @@ def _store() -> Any:
     return Store.open_default()
 
 
+def _reader() -> Any:
+    """The store opened read-only: the reading commands never migrate or write it."""
+    from remotetune.store import Store
+
+    return Store.open_default(readonly=True)
+
+
 def _print_json(data: Any) -> None:
     sys.stdout.write(json.dumps(data, indent=2, sort_keys=True, default=str) + "\n")
 
@@ -254,7 +261,7 @@ def cmd_resume(args: argparse.Namespace) -> int:
 def cmd_ls(args: argparse.Namespace) -> int:
     from rich.table import Table
 
-    store = _store()
+    store = _reader()
     exps = store.experiments()
     if args.json:
         rows = []
@@ -280,7 +287,7 @@ def cmd_ls(args: argparse.Namespace) -> int:
 def cmd_trials(args: argparse.Namespace) -> int:
     from rich.table import Table
 
-    store = _store()
+    store = _reader()
     exp = store.experiment(args.experiment)
     trials = store.trials(exp.id)
     if args.json:
@@ -305,7 +312,7 @@ def _num(v: float | None) -> str:
 
 
 def cmd_best(args: argparse.Namespace) -> int:
-    store = _store()
+    store = _reader()
     exp = store.experiment(args.experiment)
     best = store.best_trial(exp.id)
     if args.json:
@@ -321,7 +328,7 @@ def cmd_best(args: argparse.Namespace) -> int:
 
 
 def cmd_show(args: argparse.Namespace) -> int:
-    store = _store()
+    store = _reader()
     exp = store.experiment(args.experiment)
     trial = store.trial(exp.id, args.trial)
     metrics = store.metrics(exp.id, trial.id)
@@ -343,10 +350,9 @@ def cmd_show(args: argparse.Namespace) -> int:
 
 
 def cmd_view(args: argparse.Namespace) -> int:
-    from remotetune.store import Store
     from remotetune.view import watch
 
-    store = _store()
+    store = _reader()
     exp = store.experiment(args.experiment)
     path = store.path
     store.close()
@@ -354,14 +360,13 @@ def cmd_view(args: argparse.Namespace) -> int:
         watch(Path(path), exp.id, console=Console())
     except KeyboardInterrupt:
         pass
-    del Store
     return EXIT_OK
 
 
 def cmd_export(args: argparse.Namespace) -> int:
     from remotetune.export import export_trials
 
-    store = _store()
+    store = _reader()
     exp = store.experiment(args.experiment)
     if args.output and args.output != "-":
         with open(args.output, "w", newline="", encoding="utf-8") as out:
