@@ -36,17 +36,10 @@ def _home() -> Path:
     return Store.default_path().parent
 
 
-def _store() -> Any:
-    from remotetune.store import Store
+def _store(readonly: bool = False) -> Any:
+    from remotetune.store import Store  # readers (ls, trials...) never migrate or write it
 
-    return Store.open_default()
-
-
-def _reader() -> Any:
-    """The store opened read-only: the reading commands never migrate or write it."""
-    from remotetune.store import Store
-
-    return Store.open_default(readonly=True)
+    return Store.open_default(readonly=readonly)
 
 
 def _print_json(data: Any) -> None:
@@ -261,7 +254,7 @@ def cmd_resume(args: argparse.Namespace) -> int:
 def cmd_ls(args: argparse.Namespace) -> int:
     from rich.table import Table
 
-    store = _reader()
+    store = _store(readonly=True)
     exps = store.experiments()
     if args.json:
         rows = []
@@ -287,7 +280,7 @@ def cmd_ls(args: argparse.Namespace) -> int:
 def cmd_trials(args: argparse.Namespace) -> int:
     from rich.table import Table
 
-    store = _reader()
+    store = _store(readonly=True)
     exp = store.experiment(args.experiment)
     trials = store.trials(exp.id)
     if args.json:
@@ -312,7 +305,7 @@ def _num(v: float | None) -> str:
 
 
 def cmd_best(args: argparse.Namespace) -> int:
-    store = _reader()
+    store = _store(readonly=True)
     exp = store.experiment(args.experiment)
     best = store.best_trial(exp.id)
     if args.json:
@@ -328,7 +321,7 @@ def cmd_best(args: argparse.Namespace) -> int:
 
 
 def cmd_show(args: argparse.Namespace) -> int:
-    store = _reader()
+    store = _store(readonly=True)
     exp = store.experiment(args.experiment)
     trial = store.trial(exp.id, args.trial)
     metrics = store.metrics(exp.id, trial.id)
@@ -352,7 +345,7 @@ def cmd_show(args: argparse.Namespace) -> int:
 def cmd_view(args: argparse.Namespace) -> int:
     from remotetune.view import watch
 
-    store = _reader()
+    store = _store(readonly=True)
     exp = store.experiment(args.experiment)
     path = store.path
     store.close()
@@ -366,7 +359,7 @@ def cmd_view(args: argparse.Namespace) -> int:
 def cmd_export(args: argparse.Namespace) -> int:
     from remotetune.export import export_trials
 
-    store = _reader()
+    store = _store(readonly=True)
     exp = store.experiment(args.experiment)
     if args.output and args.output != "-":
         with open(args.output, "w", newline="", encoding="utf-8") as out:
