@@ -142,3 +142,70 @@ def test_unresponsive_host_times_out(tmp_path: Path) -> None:
 
 def test_no_hosts() -> None:
     assert check_hosts([]) == []
+
+
+def test_setup_lines_run_and_a_failing_line_fails_the_host(ssh_host: SshServer,
+                                                           tmp_path: Path) -> None:
+    """`check` runs the host's setup lines as a trial would: the failing line and its output."""
+    good = ssh_host.spec(name="good", setup=("export RT_X=1", 'test "$RT_X" = 1'))
+    bad = ssh_host.spec(name="bad", setup=(
+        "echo preparing the env",
+        "sh -c 'echo ERROR: no matching distribution for torch==9.9 >&2; exit 3'",
+        "echo never reached",
+    ))
+    local = HostSpec(name="here", local=True, workdir=str(tmp_path / "wd"),
+                     setup=("no-such-command-rt --version",))
+    ok, failed, here = check_hosts([good, bad, local], timeout=10)
+    assert ok.ok, ok.message
+    assert not failed.ok and failed.reason is CheckReason.SETUP
+    assert failed.message.startswith("setup line 2 failed (exit 3):")
+    assert "torch==9.9" in failed.message and "preparing the env" in failed.message
+    assert "never reached" not in failed.message
+    assert failed.python_version and failed.gpus  # the other facts still come back
+    assert here.reason is CheckReason.SETUP and "setup line 1 failed (exit 127)" in here.message
+    text = render([ok, failed, here])
+    assert "FAIL: setup failed" in text and "2 of 3 hosts failed" in text
+
+
+def test_unwritable_workdir_is_workdir_not_writable_in_check_and_at_run_time(
+    ssh_host: SshServer,
+) -> None:
+    """`workdir: /proc/rt`: the same words from `check` and from a run's connect, no traceback."""
+    from remotetune.backends.hostpool._session import HostSession
+    from remotetune.errors import RemoteSetupError
+
+    spec = ssh_host.spec(name="procfs", workdir="/proc/rt")
+    (check,) = check_hosts([spec], timeout=10)
+    assert check.reason is CheckReason.WORKDIR
+    assert "workdir /proc/rt is not writable" in check.message
+    session = HostSession(spec)
+    try:
+        with pytest.raises(RemoteSetupError) as info:
+            session.open()
+    finally:
+        session.close()
+    text = str(info.value)
+    assert "workdir /proc/rt is not writable" in text and "no Python" not in text
+    assert "Traceback" not in text and 'File "' not in text and "line " not in text
+    assert "`workdir:`" in text  # the hint
+
+
+def test_unwritable_experiments_dir_is_caught_by_the_probe(ssh_host: SshServer) -> None:
+    """The probe also write-tests `experiments/` under the workdir, where trials go."""
+    from remotetune.backends.hostpool._session import HostSession
+    from remotetune.errors import RemoteSetupError
+
+    wd = ssh_host.workdir / "ro"
+    spec = ssh_host.spec(name="ro", workdir=str(wd))
+    (check,) = check_hosts([spec], timeout=10)
+    assert check.ok, check.message
+    (wd / "experiments").chmod(0o555)
+    try:
+        (check,) = check_hosts([spec], timeout=10)
+        assert check.reason is CheckReason.WORKDIR and "experiments" in check.message
+        session = HostSession(spec)
+        with pytest.raises(RemoteSetupError, match="not writable"):
+            session.open()
+        session.close()
+    finally:
+        (wd / "experiments").chmod(0o755)
