@@ -55,12 +55,25 @@ def _ssh_config(spec: HostSpec) -> paramiko.SSHConfig:
 
 
 def connection(spec: HostSpec) -> Connection:
-    """The fabric Connection for ``spec`` (no I/O). machines.yml values win over the file."""
+    """The fabric Connection for ``spec`` (no I/O). machines.yml values win over the file.
+
+    fabric resolves each host's ssh config (alias, HostName, Port, User, IdentityFile,
+    ProxyCommand) and opens gateways. The ProxyJump chain is built here, in OpenSSH's order
+    (``ProxyJump j1,j2``: j1 first, j2 through j1, the target through j2): fabric 3.2 builds
+    it the other way round (the target through j1, j1 through j2), which reaches a different
+    host or none at all once there are two hops (tests/test_ssh_transport.py shows both).
+    """
     config = Config(ssh_config=_ssh_config(spec), lazy=True)
-    cxn = Connection(spec.host, user=spec.user, port=spec.port, config=config)
-    for key in ("proxyjump", "proxycommand"):
-        if str(cxn.ssh_config.get(key, "")).lower() == "none":
-            cxn.gateway = None
+    jump = str(config.base_ssh_config.lookup(spec.host).get("proxyjump", "")).strip()
+    gateway: Connection | bool | None = None
+    if jump.lower() == "none":
+        gateway = False
+    for hop in (h.strip() for h in jump.split(",") if jump.lower() != "none"):
+        if hop:
+            gateway = Connection(hop, config=config.clone(), gateway=gateway or None)
+    cxn = Connection(spec.host, user=spec.user, port=spec.port, config=config, gateway=gateway)
+    if str(cxn.ssh_config.get("proxycommand", "")).lower() == "none":
+        cxn.gateway = None
     return cxn
 
 
