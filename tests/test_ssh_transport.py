@@ -262,7 +262,7 @@ def test_dropped_connection_then_reconnect(ssh_host: SshServer) -> None:
 def test_ssh_config_alias_and_proxy_jump(
     sshd_factory: Callable[..., SshServer], tmp_path: Path
 ) -> None:
-    jump, target = sshd_factory(), sshd_factory()
+    jump, target = sshd_factory(log_level="DEBUG"), sshd_factory()
     config = tmp_path / "ssh_config"
     config.write_text(
         f"Host bastion\n  HostName 127.0.0.1\n  Port {jump.port}\n  User {TEST_USER}\n"
@@ -277,6 +277,7 @@ def test_ssh_config_alias_and_proxy_jump(
     with SSHTransport(spec) as t:
         assert t.run("echo $REMOTETUNE_TEST_SSHD").stdout.strip() == target.server_id
         assert t.target is not None and t.target.proxy_jump == "bastion"
+    assert _forwarded_to(jump, target.port), jump.log_text[-2000:]  # really through bastion
     # The jump host's key is checked too.
     known.write_text(target.known_hosts.read_text())
     with pytest.raises(HostKeyError, match="jump bastion"):
