@@ -126,8 +126,10 @@ class Credentials:
 
     def connect_kwargs(self, spec: HostSpec) -> dict[str, Any]:
         """paramiko ``SSHClient.connect`` keywords (fabric's ``connect_kwargs``)."""
-        return {
-            "key_filename": list(self.keys) or None,
+        paths = list(self.keys)
+        return {  # the first key as loaded (no second decryption), the others by path
+            "pkey": self.keys[paths[0]] if paths else None,
+            "key_filename": paths[1:] or None,
             "passphrase": self.passphrase,
             "password": self.password,
             "allow_agent": spec.use_agent,
