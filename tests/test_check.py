@@ -209,3 +209,26 @@ def test_unwritable_experiments_dir_is_caught_by_the_probe(ssh_host: SshServer) 
         session.close()
     finally:
         (wd / "experiments").chmod(0o755)
+
+
+def test_probe_verdicts_and_traceback_free_detail() -> None:
+    """The one probe reading (pure logic): check and a run's connect share these words."""
+    from remotetune.backends.hostpool._probe import (
+        HostFacts,
+        ProbeFailure,
+        last_line,
+        parse_probe,
+        probe_problem,
+    )
+
+    trace = ('Traceback (most recent call last):\n  File "<string>", line 4, in <module>\n'
+             "PermissionError: [Errno 13] Permission denied: '/srv/rt'\n")
+    assert last_line(trace) == "PermissionError: [Errno 13] Permission denied: '/srv/rt'"
+    missing = probe_problem("py3", parse_probe("sh: 1: py3: not found\n"))
+    assert missing is not None and missing.failure is ProbeFailure.NO_PYTHON
+    assert "(sh: 1: py3: not found)" in missing.message
+    old = probe_problem("python3", parse_probe('noise\n{"version": "3.6.9"}\n'))
+    assert old is not None and old.failure is ProbeFailure.OLD_PYTHON
+    full = probe_problem("python3", HostFacts("3.11.2", "/w", True, None, 1000))
+    assert full is not None and full.failure is ProbeFailure.DISK_FULL
+    assert probe_problem("python3", HostFacts("3.11.2", "/w", True, None, 1 << 30)) is None
