@@ -36,10 +36,10 @@ def _home() -> Path:
     return Store.default_path().parent
 
 
-def _store() -> Any:
-    from remotetune.store import Store
+def _store(readonly: bool = False) -> Any:
+    from remotetune.store import Store  # readers (ls, trials...) never migrate or write it
 
-    return Store.open_default()
+    return Store.open_default(readonly=readonly)
 
 
 def _print_json(data: Any) -> None:
@@ -254,7 +254,7 @@ def cmd_resume(args: argparse.Namespace) -> int:
 def cmd_ls(args: argparse.Namespace) -> int:
     from rich.table import Table
 
-    store = _store()
+    store = _store(readonly=True)
     exps = store.experiments()
     if args.json:
         rows = []
@@ -280,7 +280,7 @@ def cmd_ls(args: argparse.Namespace) -> int:
 def cmd_trials(args: argparse.Namespace) -> int:
     from rich.table import Table
 
-    store = _store()
+    store = _store(readonly=True)
     exp = store.experiment(args.experiment)
     trials = store.trials(exp.id)
     if args.json:
@@ -305,7 +305,7 @@ def _num(v: float | None) -> str:
 
 
 def cmd_best(args: argparse.Namespace) -> int:
-    store = _store()
+    store = _store(readonly=True)
     exp = store.experiment(args.experiment)
     best = store.best_trial(exp.id)
     if args.json:
@@ -321,7 +321,7 @@ def cmd_best(args: argparse.Namespace) -> int:
 
 
 def cmd_show(args: argparse.Namespace) -> int:
-    store = _store()
+    store = _store(readonly=True)
     exp = store.experiment(args.experiment)
     trial = store.trial(exp.id, args.trial)
     metrics = store.metrics(exp.id, trial.id)
@@ -343,10 +343,9 @@ def cmd_show(args: argparse.Namespace) -> int:
 
 
 def cmd_view(args: argparse.Namespace) -> int:
-    from remotetune.store import Store
     from remotetune.view import watch
 
-    store = _store()
+    store = _store(readonly=True)
     exp = store.experiment(args.experiment)
     path = store.path
     store.close()
@@ -354,14 +353,13 @@ def cmd_view(args: argparse.Namespace) -> int:
         watch(Path(path), exp.id, console=Console())
     except KeyboardInterrupt:
         pass
-    del Store
     return EXIT_OK
 
 
 def cmd_export(args: argparse.Namespace) -> int:
     from remotetune.export import export_trials
 
-    store = _store()
+    store = _store(readonly=True)
     exp = store.experiment(args.experiment)
     if args.output and args.output != "-":
         with open(args.output, "w", newline="", encoding="utf-8") as out:

@@ -122,8 +122,29 @@ class CommandFailed(TransportError):
         super().__init__(host, f"command exited {exit_code}: {command}\n{tail}".rstrip())
 
 
-class SyncError(TransportError):
-    """The trial code directory could not be sent (too large, unreadable...)."""
+class SyncError(RemotetuneError):
+    """The trial code could not be sent: :class:`LocalFilesError` or :class:`SyncProtocolError`."""
+
+
+class LocalFilesError(SyncError):
+    """A local file or directory (the trial code, the object store) could not be used.
+
+    ``path`` names the file; no host is involved, so this is not a :class:`TransportError`.
+    """
+
+    def __init__(self, path: str, message: str, *, hint: str | None = None) -> None:
+        self.path = path
+        self.message = message
+        self.hint = hint
+        super().__init__(self.__str__())
+
+    def __str__(self) -> str:
+        hint = f" ({self.hint})" if self.hint else ""
+        return f"{self.path}: {self.message}{hint}"
+
+
+class SyncProtocolError(TransportError, SyncError):
+    """A host answered the code sync with something it should not have."""
 
     reason = "sync"
 

@@ -400,21 +400,6 @@ def op_exec(workdir: str, req: dict, payload):
             "stderr": proc.stderr.decode("utf-8", "replace")}
 
 
-def op_disk(workdir: str, req: dict, payload):
-    path = _abspath(workdir, req.get("path", "."))
-    os.makedirs(path, exist_ok=True)
-    st = os.statvfs(path)
-    probe = os.path.join(path, ".remotetune-write-test.%d" % os.getpid())
-    try:
-        with open(probe, "wb") as f:
-            f.write(b"x")
-        os.unlink(probe)
-        writable, error = True, None
-    except OSError as exc:
-        writable, error = False, str(exc)
-    return {"free": st.f_bavail * st.f_frsize, "writable": writable, "error": error}
-
-
 OPS = {
     "hello": op_hello,
     "write": op_write,
@@ -424,7 +409,6 @@ OPS = {
     "alive": op_alive,
     "tail": op_tail,
     "exec": op_exec,
-    "disk": op_disk,
 }
 
 try:  # code sync lives in its own module
