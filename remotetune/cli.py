@@ -254,8 +254,13 @@ def cmd_resume(args: argparse.Namespace) -> int:
 def cmd_ls(args: argparse.Namespace) -> int:
     from rich.table import Table
 
-    store = _store(readonly=True)
-    exps = store.experiments()
+    from remotetune.store import Store
+
+    if not Store.default_path().exists():  # nothing run yet: an empty list, not an error
+        exps: list[Any] = []
+    else:
+        store = _store(readonly=True)
+        exps = store.experiments()
     if args.json:
         rows = []
         for e in exps:
