@@ -90,11 +90,18 @@ def metric_value(raw: Any) -> float:
     """
     value = raw.get("default") if isinstance(raw, Mapping) else raw
     if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise ValueError(f"metric must be a number or a dict with a numeric 'default', got {raw!r}")
-    value = float(value)
-    if math.isnan(value):
+        shown = repr(raw) if not isinstance(raw, (dict, list, str)) else type(raw).__name__
+        raise ValueError(
+            f"metric must be a number or a dict with a numeric 'default', got {shown[:80]}")
+    try:
+        number = float(value)
+    except OverflowError:
+        raise ValueError("metric is out of the range of a float") from None
+    if math.isnan(number):
         raise ValueError("metric is NaN")
-    return value
+    if math.isinf(number):
+        raise ValueError("metric is infinite")
+    return number
 
 
 @dataclass(frozen=True)

@@ -282,21 +282,90 @@ def op_launch(workdir: str, req: dict, payload):
     return launch(trial_dir, spec)
 
 
-def _read_from(path: str, offset: int, max_bytes: int, final: bool):
-    """Whole lines from ``offset``; a torn last line only once the trial has ended."""
+LINE_LIMIT = 16 << 20  # a metric line up to this size is read whole; a longer one is skipped
+_SCAN_CHUNK = 1 << 20
+_SCAN_BUDGET = 256 << 20  # bytes one poll may scan for the end of an over-long line
+
+
+def _find_newline(f, start: int, budget: int):
+    """Position of the first newline at or after ``start`` (``f`` positioned there), or
+    None, with the position where the scan stopped (EOF or the budget)."""
+    pos = start
+    while pos - start < budget:
+        chunk = f.read(_SCAN_CHUNK)
+        if not chunk:
+            return None, pos
+        i = chunk.find(b"\n")
+        if i >= 0:
+            return pos + i, pos + i
+        pos += len(chunk)
+    return None, pos
+
+
+def _continues_skipped_line(f, offset: int) -> bool:
+    """An offset that does not follow a newline is inside a line skipped earlier."""
+    if offset <= 0:
+        return False
+    f.seek(offset - 1)
+    return f.read(1) not in (b"\n", b"")
+
+
+def _read_long_line(f, offset: int, final: bool, limit: int):
+    """The window at ``offset`` holds no newline: read that one line whole, or skip it."""
+    f.seek(offset)
+    end, stop = _find_newline(f, offset, limit + 1)
+    if end is not None and end - offset > limit:
+        stop = end  # found beyond the limit: skipped below
+        end = None
+    if end is not None:
+        f.seek(offset)
+        data = f.read(end - offset)
+        return [data.decode("utf-8", "replace")], end + 1, True, []
+    if stop - offset <= limit:  # still being written (or a torn last line of an ended trial)
+        if not final:
+            return [], offset, False, []
+        f.seek(offset)
+        return [f.read(stop - offset).decode("utf-8", "replace")], stop, False, []
+    # Longer than the limit: skip it. The offset may stop inside the line; the next read
+    # from there skips the rest of it (see _continues_skipped_line).
+    f.seek(stop)
+    end, stop = _find_newline(f, stop, _SCAN_BUDGET)
+    new_offset = end + 1 if end is not None else stop
+    size = (end if end is not None else stop) - offset
+    return [], new_offset, True, [size]
+
+
+def _read_from(path: str, offset: int, max_bytes: int, final: bool, limit: int = LINE_LIMIT):
+    """Whole lines from ``offset``; a torn last line only once the trial has ended.
+
+    Returns (lines, new offset, more to read, sizes of lines skipped as too long). A line
+    longer than ``max_bytes`` comes alone, whole, up to ``limit`` bytes; a longer one is
+    skipped. Every call moves the offset unless it waits for the rest of a line.
+    """
     try:
-        with open(path, "rb") as f:
-            f.seek(offset)
-            data = f.read(max_bytes + 1)
+        f = open(path, "rb")
     except FileNotFoundError:
-        return [], offset, False
-    more = len(data) > max_bytes
-    data = data[:max_bytes]
-    cut = data.rfind(b"\n") + 1
+        return [], offset, False, []
+    with f:
+        if _continues_skipped_line(f, offset):
+            end, stop = _find_newline(f, offset, _SCAN_BUDGET)
+            if end is None:
+                return [], stop, stop - offset >= _SCAN_BUDGET, []
+            offset = end + 1
+        f.seek(offset)
+        data = f.read(max_bytes + 1)
+        more = len(data) > max_bytes
+        data = data[:max_bytes]
+        cut = data.rfind(b"\n") + 1
+        if cut == 0 and more:
+            return _read_long_line(f, offset, final, limit)
     if final and not more and cut < len(data):
         cut = len(data)  # the writer is gone: its torn line will never be completed
-    lines = data[:cut].decode("utf-8", "replace").splitlines()
-    return lines, offset + cut, more
+    # Split on newlines only: a trial's \r or \x1c inside a line is not a line break.
+    lines = [raw.rstrip(b"\r").decode("utf-8", "replace") for raw in data[:cut].split(b"\n")]
+    if lines and lines[-1] == "" and data[:cut].endswith(b"\n"):
+        lines.pop()
+    return lines, offset + cut, more, []
 
 
 def op_poll(workdir: str, req: dict, payload):
@@ -307,9 +376,9 @@ def op_poll(workdir: str, req: dict, payload):
         # exit.json first: if it exists, every metric line was written before we read it.
         exit_info = _read_json(os.path.join(trial_dir, "exit.json"))
         pid_info = _read_json(os.path.join(trial_dir, "pid.json"))
-        lines, new_offset, more = _read_from(
+        lines, new_offset, more, skipped = _read_from(
             os.path.join(trial_dir, "metrics.jsonl"), int(item.get("offset", 0)), max_bytes,
-            exit_info is not None,
+            exit_info is not None, int(req.get("line_limit", LINE_LIMIT)),
         )
         alive = None
         if exit_info is None and pid_info:
@@ -325,6 +394,8 @@ def op_poll(workdir: str, req: dict, payload):
         results.append({
             "dir": item["dir"],
             "lines": lines,
+            "skipped": skipped,
+            "line_limit": int(req.get("line_limit", LINE_LIMIT)),
             "offset": new_offset,
             "more": more,
             "exit": None if more else exit_info,
