@@ -351,7 +351,7 @@ def cmd_view(args: argparse.Namespace) -> int:
     path = store.path
     store.close()
     try:
-        watch(Path(path), exp.id, console=make_console())
+        watch(Path(path), exp.id, console=make_console(layout=True))
     except KeyboardInterrupt:
         pass
     del Store

@@ -20,12 +20,14 @@ from remotetune.view._safe import clean
 PIPE_WIDTH = 4000
 
 
-def make_console(*, stderr: bool = False) -> Console:
+def make_console(*, stderr: bool = False, layout: bool = False) -> Console:
+    """A console for ``stderr`` or stdout. Not a terminal: lines are never wrapped and
+    tables take their natural width, unless ``layout`` (the live view, drawn for a person
+    at the terminal's or $COLUMNS' width)."""
     stream = sys.stderr if stderr else sys.stdout
     terminal = stream.isatty()
-    # Not a terminal: no 80-column limit; tables take their natural width.
     return Console(stderr=stderr, markup=False, soft_wrap=not terminal,
-                   width=None if terminal else PIPE_WIDTH)
+                   width=None if terminal or layout else PIPE_WIDTH)
 
 
 def print_json(data: Any) -> None:

@@ -155,6 +155,15 @@ def test_an_ended_trials_torn_long_line_is_read_or_skipped(tmp_path: Path) -> No
     assert (lines, skipped, offset) == (["x"], [90000], 90002)
 
 
+def test_no_data_is_no_line(tmp_path: Path) -> None:
+    path = tmp_path / "metrics.jsonl"
+    path.write_text("a\n")
+    for final in (False, True):
+        assert agent._read_from(str(path), 2, 1 << 12, final) == ([], 2, False, [])
+    path.write_text("")
+    assert agent._read_from(str(path), 0, 1 << 12, True) == ([], 0, False, [])
+
+
 def test_only_newlines_split_lines(tmp_path: Path) -> None:
     path = tmp_path / "metrics.jsonl"
     path.write_bytes(b'a\rb\x1cc\xe2\x80\xa8d\r\ne\n')
@@ -215,6 +224,7 @@ def test_garbage_metric_lines_locally_and_resume(tmp_path: Path) -> None:
         (t,) = store.trials(exp_id)
         assert t.status is TrialStatus.SUCCEEDED and t.final == 0.25
     assert result.stdout.count("wrote a metric line remotetune cannot read") == 9
+    assert "): ''" not in result.stdout  # no empty line made up by the reader
     best = run_cli(tmp_path, "best", exp_id, "--json")
     assert json.loads(best.stdout)["final"] == 0.25
 

@@ -168,3 +168,15 @@ def test_json_output_is_strict(tmp_path: Path) -> None:
             raise AssertionError(f"non-strict JSON constant {name}")
 
         json.loads(out, parse_constant=refuse)
+
+
+def test_the_live_view_of_run_prints_hostile_text_as_data(tmp_path: Path) -> None:
+    path = make_experiment(
+        tmp_path, {"x": {"_type": "uniform", "_value": [0.1, 1.0]},
+                   "evil": {"_type": "choice", "_value": [EVIL]}},
+        experimentName=EVIL, maxTrialNumber=2)
+    result = run_env(tmp_path, "run", str(path), force_terminal=True)  # the live view
+    assert result.returncode == 0, (result.stdout + result.stderr).decode(errors="replace")
+    assert b"Trials (" in result.stdout  # it was the live view that drew
+    assert_inert(result, True)
+    assert b"[link=https://evil]y[/link]" in result.stdout

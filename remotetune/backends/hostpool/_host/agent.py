@@ -362,9 +362,10 @@ def _read_from(path: str, offset: int, max_bytes: int, final: bool, limit: int =
     if final and not more and cut < len(data):
         cut = len(data)  # the writer is gone: its torn line will never be completed
     # Split on newlines only: a trial's \r or \x1c inside a line is not a line break.
-    lines = [raw.rstrip(b"\r").decode("utf-8", "replace") for raw in data[:cut].split(b"\n")]
-    if lines and lines[-1] == "" and data[:cut].endswith(b"\n"):
-        lines.pop()
+    chunk = data[:cut]
+    lines = [raw.rstrip(b"\r").decode("utf-8", "replace") for raw in chunk.split(b"\n")]
+    if chunk.endswith(b"\n") or not chunk:
+        lines.pop()  # the empty string after the last newline (or of no data at all)
     return lines, offset + cut, more, []
 
 
