@@ -27,6 +27,7 @@ from remotetune.cli_support import (
     all_failed,
     error_text,
     failure_summary,
+    hide_secrets,
     make_console,
     print_json,
     trial_json,
@@ -199,7 +200,10 @@ def cmd_run(args: argparse.Namespace) -> int:
             hint="pass the experiment file: remotetune run path/to/experiment.yml",
         )
     config = cfg.load_experiment(path)
-    hosts = _machines(args, config)
+    from remotetune.symlinks import check_symlinks
+
+    check_symlinks(config.trial_code_directory, follow=config.follow_symlinks, file=path)
+    hosts = hide_secrets(_machines(args, config))
     console = make_console()
     plain = args.plain or not console.is_terminal
     store = _store()
@@ -239,6 +243,7 @@ def _resume(args: argparse.Namespace, store: Any, exp: Any) -> int:
                                   file=f"(machines of experiment {exp.id})")
     else:
         hosts = (cfg.local_machine(config.trial_concurrency),)
+    hosts = hide_secrets(hosts)
     console = make_console()
     plain = args.plain or not console.is_terminal
     controller = Controller(config, hosts, store, ControllerOptions(home=_home(), seed=args.seed),

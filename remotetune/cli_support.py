@@ -7,14 +7,16 @@ terminal nothing is wrapped (``soft_wrap``), so a piped line of JSON stays one l
 
 from __future__ import annotations
 
+import dataclasses
 import sys
+from collections.abc import Sequence
 from typing import Any
 
 from rich.console import Console
 from rich.text import Text
 
 from remotetune import jsonsafe
-from remotetune.model import TrialRecord, TrialStatus
+from remotetune.model import HostSpec, TrialRecord, TrialStatus
 from remotetune.view._safe import clean
 
 PIPE_WIDTH = 4000
@@ -40,6 +42,15 @@ def print_json(data: Any) -> None:
 
 def error_text(message: str, label: str = "error:") -> Text:
     return Text.assemble((label, "bold red"), " ", clean(message, block=True))
+
+
+def hide_secrets(hosts: Sequence[HostSpec]) -> tuple[HostSpec, ...]:
+    """Local hosts set to hide every ``passwordEnv``/``passphraseEnv`` variable of ``hosts``
+    from their processes (the trials), so a trial that prints its environment leaks none."""
+    names = tuple(sorted({n for h in hosts for n in (h.password_env, h.passphrase_env) if n}))
+    if not names:
+        return tuple(hosts)
+    return tuple(dataclasses.replace(h, hidden_env=names) if h.local else h for h in hosts)
 
 
 def all_failed(trials: list[TrialRecord]) -> TrialRecord | None:

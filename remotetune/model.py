@@ -175,6 +175,9 @@ class HostSpec:
     env: Mapping[str, str] = field(default_factory=dict)
     workdir: str | None = None  # None: ~/.remotetune/hosts on the host
     connect_timeout: float = 10.0
+    # Not a machines.yml key: variables this host's processes must not inherit from the
+    # controller (for a local host, every passwordEnv/passphraseEnv variable of the run).
+    hidden_env: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
