@@ -177,7 +177,7 @@ class HostSpec:
     connect_timeout: float = 10.0
     # Not a machines.yml key: variables this host's processes must not inherit from the
     # controller (for a local host, every passwordEnv/passphraseEnv variable of the run).
-    hidden_env: tuple[str, ...] = ()
+    hidden_env: tuple[str, ...] = field(default=(), metadata={"machines_key": False})
 
 
 @dataclass(frozen=True)
