@@ -220,7 +220,6 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_resume(args: argparse.Namespace) -> int:
-
     store = _store()
     exp = store.experiment(args.experiment)
     if exp.source != "remotetune":

@@ -8,6 +8,7 @@ terminal nothing is wrapped (``soft_wrap``), so a piped line of JSON stays one l
 from __future__ import annotations
 
 import dataclasses
+import os
 import sys
 from collections.abc import Sequence
 from typing import Any
@@ -22,14 +23,25 @@ from remotetune.view._safe import clean
 PIPE_WIDTH = 4000
 
 
+class _Console(Console):
+    """A console that goes quiet when its reader closes the pipe (``remotetune ls | head``)
+    instead of raising SystemExit(1) from whatever thread printed (rich's default)."""
+
+    def on_broken_pipe(self) -> None:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, self.file.fileno())
+        os.close(devnull)
+        self.quiet = True
+
+
 def make_console(*, stderr: bool = False, layout: bool = False) -> Console:
     """A console for ``stderr`` or stdout. Not a terminal: lines are never wrapped and
     tables take their natural width, unless ``layout`` (the live view, drawn for a person
     at the terminal's or $COLUMNS' width)."""
     stream = sys.stderr if stderr else sys.stdout
     terminal = stream.isatty()
-    return Console(stderr=stderr, markup=False, soft_wrap=not terminal,
-                   width=None if terminal or layout else PIPE_WIDTH)
+    return _Console(stderr=stderr, markup=False, soft_wrap=not terminal,
+                    width=None if terminal or layout else PIPE_WIDTH)
 
 
 def print_json(data: Any) -> None:

@@ -129,19 +129,36 @@ def test_csv_export_neutralises_formulas_but_not_numbers(tmp_path: Path) -> None
 
 def test_export_to_a_closed_pipe_and_a_missing_directory(tmp_path: Path) -> None:
     exp_id = _stored_experiment(tmp_path)
+    with open_store(tmp_path) as store:
+        trial_id = store.trials(exp_id)[0].id
     env = dict(os.environ, REMOTETUNE_HOME=str(tmp_path / "home"),
                PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
-    for fmt in ("csv", "json"):
-        # `true` exits without reading: the export writes into a closed pipe
-        shell = (f"{sys.executable} -m remotetune.cli export {exp_id} --format {fmt} | true;"
-                 " echo rc=${PIPESTATUS[0]}")
+    for args in (f"export {exp_id} --format csv", f"export {exp_id} --format json", "ls",
+                 f"trials {exp_id}", "ls --json", f"show {exp_id} {trial_id}"):
+        # `true` exits without reading: the command writes into a closed pipe
+        shell = f"{sys.executable} -m remotetune.cli {args} | true; echo rc=${{PIPESTATUS[0]}}"
         done = subprocess.run(["bash", "-c", shell], env=env, capture_output=True, text=True,
                               timeout=60, cwd=tmp_path)
-        assert done.stderr == "", done.stderr
-        assert "rc=0" in done.stdout
+        assert done.stderr == "", (args, done.stderr)
+        assert "rc=0" in done.stdout, args
     missing = run_cli(tmp_path, "export", exp_id, "-o", str(tmp_path / "missing" / "x.csv"))
     assert missing.returncode == 2
     assert "cannot write" in missing.stderr and "Traceback" not in missing.stderr
+
+
+def test_a_run_whose_reader_went_away_still_completes(tmp_path: Path) -> None:
+    path = make_experiment(tmp_path, {"x": {"_type": "uniform", "_value": [0.1, 1.0]}},
+                           maxTrialNumber=3)
+    env = dict(os.environ, REMOTETUNE_HOME=str(tmp_path / "home"),
+               PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    shell = (f"{sys.executable} -m remotetune.cli run {path} --plain | head -1;"
+             " echo rc=${PIPESTATUS[0]}")
+    done = subprocess.run(["bash", "-c", shell], env=env, capture_output=True, text=True,
+                          timeout=120, cwd=tmp_path)
+    assert "rc=0" in done.stdout and "Traceback" not in done.stderr, done.stdout + done.stderr
+    with open_store(tmp_path) as store:
+        exp = store.experiment(only_experiment(store))
+        assert exp.status.value == "DONE" and len(store.trials(exp.id)) == 3
 
 
 def test_piped_best_trial_line_is_one_line_of_json(tmp_path: Path) -> None:
