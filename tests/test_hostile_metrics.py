@@ -229,10 +229,23 @@ def test_garbage_metric_lines_locally_and_resume(tmp_path: Path) -> None:
     assert json.loads(best.stdout)["final"] == 0.25
 
 
-def test_long_metric_lines_over_ssh(ssh_host: Any, tmp_path: Path) -> None:
+def _over_ssh(ssh_host: Any, tmp_path: Path, mode: str) -> Any:
     from tests.test_run_ssh import host_entry, run_experiment
 
-    exp = hostile_experiment(tmp_path, "long", trialCommand="python3 trial.py")
+    exp = hostile_experiment(tmp_path, mode, trialCommand="python3 trial.py")
     machines = tmp_path / "machines.yml"
     machines.write_text(yaml.safe_dump({"machines": [host_entry(ssh_host, "h")]}))
-    check_long_lines(tmp_path, run_experiment(tmp_path, exp, machines))
+    return run_experiment(tmp_path, exp, machines)
+
+
+def test_long_metric_lines_over_ssh(ssh_host: Any, tmp_path: Path) -> None:
+    check_long_lines(tmp_path, _over_ssh(ssh_host, tmp_path, "long"))
+
+
+def test_garbage_metric_lines_over_ssh(ssh_host: Any, tmp_path: Path) -> None:
+    result = _over_ssh(ssh_host, tmp_path, "garbage")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert result.stdout.count("wrote a metric line remotetune cannot read") == 9
+    with open_store(tmp_path) as store:
+        (t,) = store.trials(only_experiment(store))
+    assert t.status is TrialStatus.SUCCEEDED and t.final == 0.25
