@@ -229,6 +229,19 @@ def test_garbage_metric_lines_locally_and_resume(tmp_path: Path) -> None:
     assert json.loads(best.stdout)["final"] == 0.25
 
 
+def test_the_trial_api_refuses_infinite_and_huge_metrics_in_a_real_trial(tmp_path: Path) -> None:
+    exp = hostile_experiment(tmp_path, "api")
+    result = run_cli(tmp_path, "run", str(exp), "--plain")
+    assert result.returncode == 0, result.stdout + result.stderr
+    with open_store(tmp_path) as store:
+        (t,) = store.trials(only_experiment(store))
+    assert t.status is TrialStatus.SUCCEEDED and t.final == 0.5
+    out = (Path(t.trial_dir) / "stdout.log").read_text()
+    assert out.count("refused: a metric must be finite") == 2
+    assert out.count("refused: a metric must fit in a float") == 2
+    assert "cannot read" not in result.stdout  # nothing hostile reached the file
+
+
 def _over_ssh(ssh_host: Any, tmp_path: Path, mode: str) -> Any:
     from tests.test_run_ssh import host_entry, run_experiment
 

@@ -1,7 +1,8 @@
 """A trial that writes hostile metric lines straight into its metrics file, then a final.
 
 Parameter ``mode``: "long" (a 1.2 MB line, a 15 MiB line, a line over the 16 MiB limit),
-"garbage" (lines no decoder may crash on), "env" (prints its environment).
+"garbage" (lines no decoder may crash on), "api" (the trial API refuses what is not a
+finite number), "env" (prints its environment).
 """
 
 import json
@@ -38,6 +39,13 @@ elif mode == "garbage":
                  '{"type": "FINAL", "value": {"nodefault": 1}}']:
         raw(line)
     trial.report_final_result(0.25)
+elif mode == "api":
+    for bad in (float("inf"), -float("inf"), 10**400, {"default": 10**400}):
+        try:
+            trial.report_final_result(bad)
+        except ValueError as exc:
+            print("refused:", exc)
+    trial.report_final_result(0.5)
 elif mode == "env":
     for key, value in sorted(os.environ.items()):
         print(f"{key}={value}")
