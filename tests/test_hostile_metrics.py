@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import shutil
 import sys
 from pathlib import Path
@@ -15,7 +16,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from remotetune import trial as trial_api
-from remotetune.backends.hostpool._host import agent
+from remotetune.backends.hostpool._host import reads
 from remotetune.metrics import MetricLineError, decode_metric_line
 from remotetune.model import MetricKind, TrialStatus
 from tests.test_run_local import only_experiment, open_store, run_cli
@@ -117,7 +118,7 @@ def _read_all(path: Path, final: bool, limit: int = 1 << 16,
     skipped: list[int] = []
     offset, polls = 0, 0
     while True:
-        got, offset, more, skip = agent._read_from(str(path), offset, max_bytes, final, limit)
+        got, offset, more, skip = reads.read_from(str(path), offset, max_bytes, final, limit)
         lines += got
         skipped += skip
         polls += 1
@@ -138,7 +139,7 @@ def test_the_agent_reads_long_lines_whole_and_skips_longer_ones(tmp_path: Path) 
         f.write("c" * 10 + "\nlast\n")
     more, skip = [], []
     while True:
-        got, offset, again, s = agent._read_from(str(path), offset, 1 << 12, False, 1 << 16)
+        got, offset, again, s = reads.read_from(str(path), offset, 1 << 12, False, 1 << 16)
         more += got
         skip += s
         if not again:
@@ -159,9 +160,9 @@ def test_no_data_is_no_line(tmp_path: Path) -> None:
     path = tmp_path / "metrics.jsonl"
     path.write_text("a\n")
     for final in (False, True):
-        assert agent._read_from(str(path), 2, 1 << 12, final) == ([], 2, False, [])
+        assert reads.read_from(str(path), 2, 1 << 12, final) == ([], 2, False, [])
     path.write_text("")
-    assert agent._read_from(str(path), 0, 1 << 12, True) == ([], 0, False, [])
+    assert reads.read_from(str(path), 0, 1 << 12, True) == ([], 0, False, [])
 
 
 def test_only_newlines_split_lines(tmp_path: Path) -> None:
@@ -240,6 +241,29 @@ def test_the_trial_api_refuses_infinite_and_huge_metrics_in_a_real_trial(tmp_pat
     assert out.count("refused: a metric must be finite") == 2
     assert out.count("refused: a metric must fit in a float") == 2
     assert "cannot read" not in result.stdout  # nothing hostile reached the file
+
+
+def test_a_fifo_or_garbage_in_the_trial_directory_blocks_nothing(tmp_path: Path) -> None:
+    exp = hostile_experiment(tmp_path, "fifo")
+    result = run_cli(tmp_path, "run", str(exp), "--plain", timeout=60)
+    assert result.returncode == 0, result.stdout + result.stderr  # ended, seen, not hung
+    with open_store(tmp_path) as store:
+        (t,) = store.trials(only_experiment(store))
+    assert t.status is TrialStatus.SUCCEEDED and t.final is None
+
+
+def test_garbage_pid_and_exit_files_are_ignored(tmp_path: Path) -> None:
+    (tmp_path / "fifo").mkdir()
+    os.mkfifo(tmp_path / "fifo" / "pid.json")
+    assert reads.read_json(str(tmp_path / "fifo" / "pid.json")) is None
+    assert reads.read_from(str(tmp_path / "fifo" / "pid.json"), 0, 10, True) == ([], 0, False, [])
+    assert reads.tail(str(tmp_path / "fifo" / "pid.json"), 10) == ""
+    assert reads.valid_pid({"pid": 0, "pgid": 0, "started": 1.0}) is None
+    assert reads.valid_pid({"pid": "x", "pgid": 5, "started": 1.0}) is None
+    assert reads.valid_pid({"pid": 5, "pgid": 5, "started": 1.0, "ticks": "x"}) is None
+    assert reads.valid_pid({"pid": 5, "pgid": 5, "started": 1.0}) is not None
+    assert reads.valid_exit({"code": "x", "ended": 1e999, "reason": 5}) == {
+        "code": None, "signal": None, "ended": None, "reason": None}
 
 
 def _over_ssh(ssh_host: Any, tmp_path: Path, mode: str) -> Any:

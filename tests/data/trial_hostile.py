@@ -2,7 +2,7 @@
 
 Parameter ``mode``: "long" (a 1.2 MB line, a 15 MiB line, a line over the 16 MiB limit),
 "garbage" (lines no decoder may crash on), "api" (the trial API refuses what is not a
-finite number), "env" (prints its environment).
+finite number), "fifo" (turns its metrics file into a FIFO), "env" (prints its environment).
 """
 
 import json
@@ -46,6 +46,10 @@ elif mode == "api":
         except ValueError as exc:
             print("refused:", exc)
     trial.report_final_result(0.5)
+elif mode == "fifo":  # its metrics file becomes a FIFO: no read may block the agent
+    os.unlink(path) if os.path.exists(path) else None
+    os.mkfifo(path)
+    sys.exit(0)
 elif mode == "env":
     for key, value in sorted(os.environ.items()):
         print(f"{key}={value}")

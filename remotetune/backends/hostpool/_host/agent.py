@@ -31,6 +31,11 @@ import sys
 import threading
 import time
 
+try:  # on hosts: the shipped bundle; in the controller's own tree: the package
+    from remotetune._host import reads  # type: ignore[attr-defined]
+except ImportError:
+    from remotetune.backends.hostpool._host import reads
+
 SETUP_FAILED_EXIT = 254
 
 
@@ -46,14 +51,6 @@ def write_atomic(path: str, data: bytes, mode: int = 0o644) -> None:
         # what we guard against; an fsync costs ~10 ms per file on a busy disk
     os.chmod(tmp, mode)
     os.replace(tmp, path)
-
-
-def _read_json(path: str):
-    try:
-        with open(path, "rb") as f:
-            return json.loads(f.read().decode("utf-8"))
-    except (OSError, ValueError):
-        return None
 
 
 def group_alive(pgid: int) -> bool:
@@ -282,104 +279,17 @@ def op_launch(workdir: str, req: dict, payload):
     return launch(trial_dir, spec)
 
 
-LINE_LIMIT = 16 << 20  # a metric line up to this size is read whole; a longer one is skipped
-_SCAN_CHUNK = 1 << 20
-_SCAN_BUDGET = 256 << 20  # bytes one poll may scan for the end of an over-long line
-
-
-def _find_newline(f, start: int, budget: int):
-    """Position of the first newline at or after ``start`` (``f`` positioned there), or
-    None, with the position where the scan stopped (EOF or the budget)."""
-    pos = start
-    while pos - start < budget:
-        chunk = f.read(_SCAN_CHUNK)
-        if not chunk:
-            return None, pos
-        i = chunk.find(b"\n")
-        if i >= 0:
-            return pos + i, pos + i
-        pos += len(chunk)
-    return None, pos
-
-
-def _continues_skipped_line(f, offset: int) -> bool:
-    """An offset that does not follow a newline is inside a line skipped earlier."""
-    if offset <= 0:
-        return False
-    f.seek(offset - 1)
-    return f.read(1) not in (b"\n", b"")
-
-
-def _read_long_line(f, offset: int, final: bool, limit: int):
-    """The window at ``offset`` holds no newline: read that one line whole, or skip it."""
-    f.seek(offset)
-    end, stop = _find_newline(f, offset, limit + 1)
-    if end is not None and end - offset > limit:
-        stop = end  # found beyond the limit: skipped below
-        end = None
-    if end is not None:
-        f.seek(offset)
-        data = f.read(end - offset)
-        return [data.decode("utf-8", "replace")], end + 1, True, []
-    if stop - offset <= limit:  # still being written (or a torn last line of an ended trial)
-        if not final:
-            return [], offset, False, []
-        f.seek(offset)
-        return [f.read(stop - offset).decode("utf-8", "replace")], stop, False, []
-    # Longer than the limit: skip it. The offset may stop inside the line; the next read
-    # from there skips the rest of it (see _continues_skipped_line).
-    f.seek(stop)
-    end, stop = _find_newline(f, stop, _SCAN_BUDGET)
-    new_offset = end + 1 if end is not None else stop
-    size = (end if end is not None else stop) - offset
-    return [], new_offset, True, [size]
-
-
-def _read_from(path: str, offset: int, max_bytes: int, final: bool, limit: int = LINE_LIMIT):
-    """Whole lines from ``offset``; a torn last line only once the trial has ended.
-
-    Returns (lines, new offset, more to read, sizes of lines skipped as too long). A line
-    longer than ``max_bytes`` comes alone, whole, up to ``limit`` bytes; a longer one is
-    skipped. Every call moves the offset unless it waits for the rest of a line.
-    """
-    try:
-        f = open(path, "rb")
-    except FileNotFoundError:
-        return [], offset, False, []
-    with f:
-        if _continues_skipped_line(f, offset):
-            end, stop = _find_newline(f, offset, _SCAN_BUDGET)
-            if end is None:
-                return [], stop, stop - offset >= _SCAN_BUDGET, []
-            offset = end + 1
-        f.seek(offset)
-        data = f.read(max_bytes + 1)
-        more = len(data) > max_bytes
-        data = data[:max_bytes]
-        cut = data.rfind(b"\n") + 1
-        if cut == 0 and more:
-            return _read_long_line(f, offset, final, limit)
-    if final and not more and cut < len(data):
-        cut = len(data)  # the writer is gone: its torn line will never be completed
-    # Split on newlines only: a trial's \r or \x1c inside a line is not a line break.
-    chunk = data[:cut]
-    lines = [raw.rstrip(b"\r").decode("utf-8", "replace") for raw in chunk.split(b"\n")]
-    if chunk.endswith(b"\n") or not chunk:
-        lines.pop()  # the empty string after the last newline (or of no data at all)
-    return lines, offset + cut, more, []
-
-
 def op_poll(workdir: str, req: dict, payload):
     max_bytes = int(req.get("max_bytes", 1 << 20))
     results = []
     for item in req["trials"]:
         trial_dir = _abspath(workdir, item["dir"])
         # exit.json first: if it exists, every metric line was written before we read it.
-        exit_info = _read_json(os.path.join(trial_dir, "exit.json"))
-        pid_info = _read_json(os.path.join(trial_dir, "pid.json"))
-        lines, new_offset, more, skipped = _read_from(
+        exit_info = reads.valid_exit(reads.read_json(os.path.join(trial_dir, "exit.json")))
+        pid_info = reads.valid_pid(reads.read_json(os.path.join(trial_dir, "pid.json")))
+        lines, new_offset, more, skipped = reads.read_from(
             os.path.join(trial_dir, "metrics.jsonl"), int(item.get("offset", 0)), max_bytes,
-            exit_info is not None, int(req.get("line_limit", LINE_LIMIT)),
+            exit_info is not None, int(req.get("line_limit", reads.LINE_LIMIT)),
         )
         alive = None
         if exit_info is None and pid_info:
@@ -387,7 +297,7 @@ def op_poll(workdir: str, req: dict, payload):
             alive = (group_alive(pgid) and _same_process(pgid, pid_info.get("ticks"))) or (
                 _pid_alive(launcher) and _same_process(launcher, pid_info.get("launcher_ticks")))
             if not alive:  # it may have finished between our two reads
-                exit_info = _read_json(os.path.join(trial_dir, "exit.json"))
+                exit_info = reads.valid_exit(reads.read_json(os.path.join(trial_dir, "exit.json")))
                 if exit_info is not None:
                     more = True  # read again next time, with the exit in hand
                     exit_info = None
@@ -396,7 +306,7 @@ def op_poll(workdir: str, req: dict, payload):
             "dir": item["dir"],
             "lines": lines,
             "skipped": skipped,
-            "line_limit": int(req.get("line_limit", LINE_LIMIT)),
+            "line_limit": int(req.get("line_limit", reads.LINE_LIMIT)),
             "offset": new_offset,
             "more": more,
             "exit": None if more else exit_info,
@@ -425,7 +335,7 @@ def op_kill(workdir: str, req: dict, payload):
     if not group_alive(pgid):
         return {"alive": False}
     if req.get("dir"):  # the trial's own record: is pgid still that trial's group?
-        info = _read_json(os.path.join(_abspath(workdir, req["dir"]), "pid.json")) or {}
+        info = reads.read_json(os.path.join(_abspath(workdir, req["dir"]), "pid.json")) or {}
         if int(info.get("pgid", pgid)) == pgid and not _same_process(pgid, info.get("ticks")):
             return {"alive": False, "reused": True}  # another process got the id: leave it
     if req.get("wait"):
@@ -439,24 +349,13 @@ def op_alive(workdir: str, req: dict, payload):
     return {"alive": {str(p): group_alive(int(p)) for p in req["pgids"]}}
 
 
-def _tail(path: str, limit: int) -> str:
-    try:
-        with open(path, "rb") as f:
-            f.seek(0, os.SEEK_END)
-            size = f.tell()
-            f.seek(max(0, size - limit))
-            return f.read().decode("utf-8", "replace")
-    except OSError:
-        return ""
-
-
 def op_tail(workdir: str, req: dict, payload):
     trial_dir = _abspath(workdir, req["dir"])
     limit = int(req.get("bytes", 4000))
     return {
-        "stdout": _tail(os.path.join(trial_dir, "stdout.log"), limit),
-        "stderr": _tail(os.path.join(trial_dir, "stderr.log"), limit),
-        "launcher": _tail(os.path.join(trial_dir, "launcher.log"), limit),
+        "stdout": reads.tail(os.path.join(trial_dir, "stdout.log"), limit),
+        "stderr": reads.tail(os.path.join(trial_dir, "stderr.log"), limit),
+        "launcher": reads.tail(os.path.join(trial_dir, "launcher.log"), limit),
     }
 
 
