@@ -38,10 +38,12 @@ def make_console(*, stderr: bool = False, layout: bool = False) -> Console:
     """A console for ``stderr`` or stdout. Not a terminal: lines are never wrapped and
     tables take their natural width, unless ``layout`` (the live view, drawn for a person
     at the terminal's or $COLUMNS' width)."""
-    stream = sys.stderr if stderr else sys.stdout
-    terminal = stream.isatty()
-    return _Console(stderr=stderr, markup=False, soft_wrap=not terminal,
-                    width=None if terminal or layout else PIPE_WIDTH)
+    console = _Console(stderr=stderr, markup=False)
+    if not console.is_terminal:
+        console.soft_wrap = True
+        if not layout:
+            console.width = PIPE_WIDTH
+    return console
 
 
 def print_json(data: Any) -> None:
