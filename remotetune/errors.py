@@ -54,6 +54,10 @@ class TunerError(RemotetuneError):
     """A tuner could not be built or failed to suggest."""
 
 
+class AssessorError(RemotetuneError):
+    """An assessor could not be built or failed to decide."""
+
+
 class StoreError(RemotetuneError):
     """The SQLite store is missing, locked or from an unknown version."""
 
@@ -128,3 +132,10 @@ class SyncError(TransportError):
     """The trial code directory could not be sent (too large, unreadable...)."""
 
     reason = "sync"
+
+
+class SlurmError(TransportError):
+    """A Slurm command on a cluster's login node failed (sbatch refused a job, squeue or
+    scancel did not answer)."""
+
+    reason = "slurm"

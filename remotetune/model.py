@@ -149,6 +149,22 @@ class GpuInfo:
 
 
 @dataclass(frozen=True)
+class SlurmSpec:
+    """The ``slurm:`` mapping of a machines entry: the host is a Slurm cluster's login node.
+
+    Each trial is one sbatch job; ``None`` leaves the choice to the cluster's defaults.
+    """
+
+    partition: str | None = None
+    account: str | None = None
+    qos: str | None = None
+    time_limit: float | None = None  # seconds; None: from maxTrialDuration, else the partition's
+    max_jobs: int | None = None  # jobs queued or running at once; None: trialConcurrency
+    sbatch_args: tuple[str, ...] = ()  # extra sbatch options, each one argv word
+    setup: tuple[str, ...] = ()  # job script lines before the launcher (e.g. `module load`)
+
+
+@dataclass(frozen=True)
 class HostSpec:
     """One entry of ``machines.yml`` (or the embedded local machine)."""
 
@@ -175,6 +191,7 @@ class HostSpec:
     env: Mapping[str, str] = field(default_factory=dict)
     workdir: str | None = None  # None: ~/.remotetune/hosts on the host
     connect_timeout: float = 10.0
+    slurm: SlurmSpec | None = None  # set: the host is a Slurm login node, trials are jobs
     # Not a machines.yml key: variables this host's processes must not inherit from the
     # controller (for a local host, every passwordEnv/passphraseEnv variable of the run).
     hidden_env: tuple[str, ...] = field(default=(), metadata={"machines_key": False})

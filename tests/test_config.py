@@ -235,8 +235,8 @@ def test_wrong_type_names_key_and_line(tmp_path: Path) -> None:
      "use searchSpaceFile"),
     ("trialCommand: t\ntrialConcurrency: 1\nuseAnnotation: true\n", "useAnnotation", 6,
      "useAnnotation: false"),
-    ("trialCommand: t\ntrialConcurrency: 1\nadvisor: {name: BOHB}\n", "advisor", 6,
-     "use a tuner"),
+    ("trialCommand: t\ntrialConcurrency: 1\ntuner: {name: TPE}\nadvisor: {name: BOHB}\n",
+     "advisor", 7, "keep one of the two keys"),
 ])
 def test_experiment_errors(tmp_path: Path, body: str, key: str, line: int, fix: str) -> None:
     check(exp_error(tmp_path, body), file="exp.yml", key=key, line=line, fix=fix)

@@ -19,9 +19,10 @@ from pathlib import Path
 from typing import Any
 
 from remotetune.config._fields import Section, Source, describe
+from remotetune.config._slurm import parse_slurm, slurm_to_public_dict
 from remotetune.config._yaml import KeyPath, Loaded, load_yaml
 from remotetune.errors import ConfigError
-from remotetune.model import HostSpec
+from remotetune.model import HostSpec, SlurmSpec
 
 logger = logging.getLogger(__name__)
 
@@ -50,6 +51,7 @@ HOST_KEYS: Mapping[str, str] = {
     "env": "env",
     "workdir": "workdir",
     "connectTimeout": "connect_timeout",
+    "slurm": "slurm",
 }
 #: Our key -> NNI's spelling in a machineList (``pythonPath`` is a directory, see below).
 NNI_SPELLING: Mapping[str, str] = {
@@ -59,7 +61,7 @@ NNI_SPELLING: Mapping[str, str] = {
 }
 #: Keys of an NNI machineList entry.
 NNI_HOST_KEYS: tuple[str, ...] = tuple(
-    NNI_SPELLING.get(key, key) for key in HOST_KEYS if key != "local"
+    NNI_SPELLING.get(key, key) for key in HOST_KEYS if key not in ("local", "slurm")
 )
 _SECRETS = {"password": "passwordEnv", "passwd": "passwordEnv",
             "passphrase": "passphraseEnv", "sshPassphrase": "passphraseEnv"}
@@ -95,7 +97,9 @@ def host_to_public_dict(spec: HostSpec) -> dict[str, Any]:
         value = getattr(spec, attr)
         if value is None:
             continue
-        if isinstance(value, tuple):
+        if isinstance(value, SlurmSpec):
+            value = slurm_to_public_dict(value)
+        elif isinstance(value, tuple):
             value = list(value)
         elif isinstance(value, Mapping):
             value = {k: (REDACTED if _SECRET_NAME.search(k) else v) for k, v in value.items()}
@@ -251,6 +255,7 @@ def _parse_host(sec: Section, *, index: int, nni: bool) -> HostSpec:
         workdir=_workdir(sec),
         connect_timeout=sec.seconds("connectTimeout", default=10.0, positive=True,
                                     example="20") or 10.0,
+        slurm=None if nni else parse_slurm(sec),
     )
     if spec.accept_unknown_host_key:
         logger.warning("%s: host %r: acceptUnknownHostKey is on: its host key is not checked",

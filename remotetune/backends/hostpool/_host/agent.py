@@ -405,6 +405,15 @@ try:  # code sync lives in its own module
 except ImportError:  # pragma: no cover - older lib without sync
     pass
 
+# ---- Slurm ops (slurm_submit, slurm_poll, slurm_cancel): trials as sbatch jobs ----
+try:
+    from remotetune._host import slurmops  # type: ignore[attr-defined]
+
+    OPS.update(slurmops.OPS)
+except ImportError:  # pragma: no cover - a bundle without slurmops
+    pass
+# ---- end of the Slurm ops ----
+
 
 def _read_exact(stream, size: int) -> bytes:
     chunks = []
