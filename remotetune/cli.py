@@ -127,7 +127,11 @@ def _run_controller(controller: Any, args: argparse.Namespace, console: Console)
             signal.signal(s, h)
     if "error" in outcome:
         raise outcome["error"]
-    status: ExperimentStatus = outcome["status"]
+    return _report_outcome(controller, outcome["status"], console)
+
+
+def _report_outcome(controller: Any, status: ExperimentStatus, console: Console) -> int:
+    """The closing lines of run/resume, and the exit status they stand for."""
     exp = controller.experiment
     console.print(clean(f"experiment {exp.id} {status.value.lower()}: {exp.message or ''}"
                         ).rstrip())
