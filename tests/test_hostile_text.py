@@ -72,21 +72,23 @@ def evil_experiment(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str
 
 
 @pytest.mark.parametrize("force_terminal", [False, True])
-@pytest.mark.parametrize("command", ["ls", "trials", "best", "show", "view", "ls --json",
-                                     "trials --json", "show --json"])
+@pytest.mark.parametrize("command", ["ls", "trials", "best", "show", "view", "check",
+                                     "ls --json", "trials --json", "show --json",
+                                     "check --json"])
 def test_hostile_text_is_printed_as_inert_data(
     evil_experiment: tuple[Path, str, str], command: str, force_terminal: bool
 ) -> None:
     tmp_path, exp_id, trial_id = evil_experiment
     name, *flags = command.split()
     args = {"ls": [], "trials": [exp_id], "best": [exp_id], "view": [exp_id],
-            "show": [exp_id, trial_id]}[name]
+            "show": [exp_id, trial_id],
+            "check": ["--machines", str(tmp_path / "machines.yml")]}[name]
     result = run_env(tmp_path, name, *args, *flags, force_terminal=force_terminal)
     assert result.returncode == 0, (result.stdout + result.stderr).decode(errors="replace")
     assert_inert(result, force_terminal)
     if flags:
         json.loads(result.stdout)  # the data itself is kept, escaped by JSON
-    elif name in ("ls", "trials", "show") and not force_terminal:
+    elif name in ("ls", "trials", "show", "check") and not force_terminal:
         assert b"[link=https://evil]y[/link]" in result.stdout  # shown, as text
 
 
