@@ -151,6 +151,6 @@ def decode_json(text: Any) -> Any:
             return value
         try:
             value = json.loads(value)
-        except ValueError:
+        except (ValueError, RecursionError):  # nested too deep to be a metric
             return value if value is not text else None
     return value

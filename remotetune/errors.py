@@ -69,6 +69,12 @@ class ExperimentNotFound(StoreError):
         )
 
 
+class ExperimentBusy(StoreError):
+    """Another live controller runs the experiment (it holds the experiment's lock)."""
+
+    exit_code = 2
+
+
 class TransportError(RemotetuneError):
     """Reaching a host failed. ``host`` names the machine; ``reason`` is a short category."""
 

@@ -20,9 +20,10 @@ Excluded by default (a ``!`` rule can re-include them): ``.git``, ``.hg``, ``.sv
 ``.ipynb_checkpoints``.
 
 Symlinks: a link to a file is followed (the snapshot holds the target's content as a
-regular file); links to directories and dangling links are skipped with a warning, so a
-``data -> /datasets`` link never drags a dataset along (nor loops). Empty directories are
-not recreated. Sockets and FIFOs are skipped.
+regular file); ``remotetune run`` first refuses links to files outside the directory unless
+``followSymlinks: true`` (:mod:`remotetune.symlinks`). Links to directories and dangling
+links are skipped with a warning, so a ``data -> /datasets`` link never drags a dataset
+along (nor loops). Empty directories are not recreated. Sockets and FIFOs are skipped.
 """
 
 from __future__ import annotations

@@ -342,7 +342,9 @@ def test_a_failing_setup_line_fails_the_trials_not_the_experiment(
     entry = host_entry(ssh_host, "h", setup=["true", "false"])
     experiment, machines_file = write_files(tmp_path, [entry], X, maxTrialNumber=3)
     result = run_experiment(tmp_path, experiment, machines_file)
-    assert result.returncode == 0, result.stderr + result.stdout
+    # every trial failed: the run says so and exits 1 (issue 8), the experiment itself is DONE
+    assert result.returncode == 1, result.stderr + result.stdout
+    assert "all 3 trials failed" in " ".join(result.stderr.split())
     exp_id, trials = the_experiment(tmp_path)
     with open_store(tmp_path) as store:
         assert store.experiment(exp_id).status is ExperimentStatus.DONE

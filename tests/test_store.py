@@ -589,7 +589,10 @@ def test_reading_commands_work_beside_a_writer_and_never_write(tmp_path: Path) -
 
 def test_reading_commands_on_a_missing_or_older_store(tmp_path: Path) -> None:
     home = tmp_path / "home"
-    result = _cli(home, "ls")
+    result = _cli(home, "ls", "--json")  # nothing has run yet: an empty list
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout) == []
+    result = _cli(home, "trials", "abcd1234")
     assert result.returncode == 2
     assert "no store at" in result.stderr
     assert not home.exists()

@@ -32,7 +32,7 @@ EXPERIMENT_KEYS: tuple[str, ...] = (
     "trialConcurrency", "maxTrialNumber", "maxExperimentDuration", "maxTrialDuration",
     "trialGpuNumber", "tuner", "advisor", "assessor", "trainingService",
     "pollInterval", "hostGracePeriod", "maxTrialRetries", "retryFailedTrials",
-    "killGracePeriod", "seed",
+    "killGracePeriod", "seed", "followSymlinks",
 )
 #: NNI keys that are accepted and ignored, with a warning.
 NNI_IGNORED_KEYS: tuple[str, ...] = (
@@ -91,6 +91,7 @@ class ExperimentConfig:
     retry_failed_trials: int = 0
     kill_grace_period: float = 10.0
     seed: int | None = None
+    follow_symlinks: bool = False  # upload files that symlinks point to outside the code dir
     machines: tuple[HostSpec, ...] | None = None  # from trainingService, if given
     raw: Mapping[str, Any] = field(default_factory=dict)  # search space inlined, for the store
 
@@ -155,6 +156,7 @@ def _parse(data: Any, src: Source) -> ExperimentConfig:
         retry_failed_trials=top.integer("retryFailedTrials", default=0, minimum=0) or 0,
         kill_grace_period=_seconds(top, "killGracePeriod", 10.0, example='"10s"'),
         seed=seed,
+        follow_symlinks=top.flag("followSymlinks", default=False),
         machines=machines,
         raw=raw,
     )

@@ -21,12 +21,14 @@ from remotetune.backends.hostpool._agent_client import AgentClient
 from remotetune.backends.hostpool._probe import HostFacts, last_line, parse_probe, probe_problem
 from remotetune.backends.hostpool._slots import NVIDIA_SMI_ARGS, parse_nvidia_smi
 from remotetune.errors import RemoteSetupError, TransportError
+from remotetune.metrics import skipped_line
 from remotetune.model import GpuInfo, HostSpec
 from remotetune.transport.base import Transport
 
 log = logging.getLogger(__name__)
 
 DEFAULT_WORKDIR = "~/.remotetune/hosts"
+METRIC_LINE_LIMIT = 16 << 20  # longer metric lines are skipped with a warning
 
 
 def make_transport(spec: HostSpec) -> Transport:
@@ -198,21 +200,27 @@ class HostSession:
     def launch(self, trial_dir: str, files: dict[str, str]) -> dict[str, Any]:
         return self._agent().call("launch", trial_dir=trial_dir, files=files, timeout=60)
 
-    def poll(self, items: Sequence[PollItem], max_bytes: int = 1 << 20) -> list[PollResult]:
+    def poll(self, items: Sequence[PollItem], max_bytes: int = 1 << 20,
+             line_limit: int = METRIC_LINE_LIMIT) -> list[PollResult]:
         if not items:
             return []
         answer = self._agent().call(
             "poll",
             trials=[{"dir": i.trial_dir, "offset": i.offset} for i in items],
             max_bytes=max_bytes,
+            line_limit=line_limit,
             timeout=60,
         )
         out = []
         for item, r in zip(items, answer["trials"], strict=True):
+            # A line the agent skipped as too long becomes a marker line that the metric
+            # decoder turns into a warning naming its size (remotetune.metrics).
+            skipped = [skipped_line(size, int(r.get("line_limit", line_limit)))
+                       for size in r.get("skipped") or ()]
             out.append(
                 PollResult(
                     trial_id=item.trial_id,
-                    lines=tuple(r["lines"]),
+                    lines=tuple(r["lines"]) + tuple(skipped),
                     offset=int(r["offset"]),
                     exit=r["exit"],
                     pid=r["pid"],
