@@ -54,6 +54,10 @@ class TunerError(RemotetuneError):
     """A tuner could not be built or failed to suggest."""
 
 
+class AssessorError(RemotetuneError):
+    """An assessor could not be built or failed to decide."""
+
+
 class StoreError(RemotetuneError):
     """The SQLite store is missing, locked or from an unknown version."""
 
@@ -63,6 +67,12 @@ class ExperimentNotFound(StoreError):
         super().__init__(
             f"no experiment {experiment_id!r} in the store (run `remotetune ls` to list them)"
         )
+
+
+class ExperimentBusy(StoreError):
+    """Another live controller runs the experiment (it holds the experiment's lock)."""
+
+    exit_code = 2
 
 
 class TransportError(RemotetuneError):
@@ -118,8 +128,29 @@ class CommandFailed(TransportError):
         super().__init__(host, f"command exited {exit_code}: {command}\n{tail}".rstrip())
 
 
-class SyncError(TransportError):
-    """The trial code directory could not be sent (too large, unreadable...)."""
+class SyncError(RemotetuneError):
+    """The trial code could not be sent: :class:`LocalFilesError` or :class:`SyncProtocolError`."""
+
+
+class LocalFilesError(SyncError):
+    """A local file or directory (the trial code, the object store) could not be used.
+
+    ``path`` names the file; no host is involved, so this is not a :class:`TransportError`.
+    """
+
+    def __init__(self, path: str, message: str, *, hint: str | None = None) -> None:
+        self.path = path
+        self.message = message
+        self.hint = hint
+        super().__init__(self.__str__())
+
+    def __str__(self) -> str:
+        hint = f" ({self.hint})" if self.hint else ""
+        return f"{self.path}: {self.message}{hint}"
+
+
+class SyncProtocolError(TransportError, SyncError):
+    """A host answered the code sync with something it should not have."""
 
     reason = "sync"
 

@@ -150,14 +150,26 @@ def applied_migrations(db: Database) -> list[str]:
     return [name for (name,) in rows]
 
 
-def migrate(db: Database, path: str, migrations: tuple[Migration, ...] = MIGRATIONS) -> list[str]:
-    """Apply the pending migrations in order; return the names applied now.
+def check_current(
+    db: Database, path: str, migrations: tuple[Migration, ...] = MIGRATIONS
+) -> None:
+    """Raise :class:`StoreError` unless the store has exactly these migrations (for readers).
 
-    Runs under ``BEGIN IMMEDIATE`` so two processes opening a new file at once do not both
-    create the tables: the second waits (busy timeout), then finds nothing left to do.
+    A reader never migrates: an older store asks the user to run a writing command once.
     """
-    known = {m.name for m in migrations}
     done = applied_migrations(db)
+    _refuse_unknown(done, migrations, path)
+    missing = [m.name for m in migrations if m.name not in done]
+    if missing:
+        raise StoreError(
+            f"{path}: the store was written by an older remotetune and needs upgrading "
+            f"(missing migrations {', '.join(missing)}); run any writing command once "
+            "to upgrade it (for example `remotetune run` or `remotetune import-nni`)"
+        )
+
+
+def _refuse_unknown(done: list[str], migrations: tuple[Migration, ...], path: str) -> None:
+    known = {m.name for m in migrations}
     unknown = [name for name in done if name not in known]
     if unknown:
         raise StoreError(
@@ -165,6 +177,16 @@ def migrate(db: Database, path: str, migrations: tuple[Migration, ...] = MIGRATI
             f"({', '.join(unknown)}); it was written by a newer remotetune "
             "(upgrade remotetune, or set REMOTETUNE_HOME to use another store)"
         )
+
+
+def migrate(db: Database, path: str, migrations: tuple[Migration, ...] = MIGRATIONS) -> list[str]:
+    """Apply the pending migrations in order; return the names applied now.
+
+    Runs under ``BEGIN IMMEDIATE`` so two processes opening a new file at once do not both
+    create the tables: the second waits (busy timeout), then finds nothing left to do.
+    """
+    done = applied_migrations(db)
+    _refuse_unknown(done, migrations, path)
     if len(done) == len(migrations):
         return []
     conn = db.conn

@@ -9,6 +9,7 @@ import logging
 import threading
 from typing import Any
 
+from remotetune.backends.hostpool._probe import last_line
 from remotetune.errors import HostUnreachable, RemoteSetupError, TransportError
 from remotetune.transport.base import AgentChannel
 
@@ -42,7 +43,8 @@ class AgentClient:
         if not hello.get("ready"):
             raise RemoteSetupError(
                 host,
-                f"the agent did not start: {first[:200]!r} {channel.stderr_text()[-500:]}",
+                "the agent did not start: "
+                f"{last_line(channel.stderr_text()) or repr(first[:200])}",
                 hint="check that `python` in machines.yml names a Python 3.8+ interpreter",
             )
 
@@ -50,11 +52,10 @@ class AgentClient:
         try:
             line = self.channel.readline(timeout)
         except HostUnreachable as exc:
-            stderr = self.channel.stderr_text().strip()
+            stderr = last_line(self.channel.stderr_text())  # never a traceback's fragments
             if stderr:
-                raise HostUnreachable(
-                    self.host, f"{exc.message}; agent stderr: {stderr[-500:]}"
-                ) from None
+                raise HostUnreachable(self.host, f"{exc.message}; the agent said: {stderr}"
+                                      ) from None
             raise
         return line.decode("utf-8", "replace")
 
