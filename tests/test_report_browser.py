@@ -193,22 +193,24 @@ def test_live_page_follows_a_running_experiment(tmp_path: Path, browser: Browser
     path = write_experiment(tmp_path, trials=6, step_sleep=0.1, max_duration="3s")
     env = gpu_env(tmp_path)
     run = start_cli(tmp_path, env, "run", str(path), "--plain", "--on-interrupt", "kill")
-    serve = start_cli(tmp_path, env, "serve", "--port", "0", "--refresh", "0.5")
+    serve: subprocess.Popen[str] | None = None
     try:
+        deadline = time.monotonic() + 60
+        while True:  # serve opens the store read-only: it must exist first
+            if (tmp_path / "home" / "remotetune.db").exists():
+                with Store.open_readonly(tmp_path / "home" / "remotetune.db") as store:
+                    exps = store.experiments()
+                    if exps and store.trials(exps[0].id):
+                        exp_id = exps[0].id
+                        break
+            assert time.monotonic() < deadline, "the experiment never started"
+            time.sleep(0.2)
+        serve = start_cli(tmp_path, env, "serve", "--port", "0", "--refresh", "0.5")
         assert serve.stdout is not None
         line = serve.stdout.readline()
         match = re.search(r"serving (http://127\.0\.0\.1:\d+/)", line)
-        assert match, line
+        assert match, line + (serve.stderr.read() if serve.stderr else "")
         base = match.group(1)
-        deadline = time.monotonic() + 60
-        while True:
-            with Store(tmp_path / "home" / "remotetune.db") as store:
-                exps = store.experiments()
-                if exps and store.trials(exps[0].id):
-                    exp_id = exps[0].id
-                    break
-            assert time.monotonic() < deadline, "the experiment never started"
-            time.sleep(0.2)
 
         browser.open(base)  # the experiment list
         assert browser.evaluate("document.querySelectorAll('#experiments a').length") == 1
@@ -238,7 +240,8 @@ def test_live_page_follows_a_running_experiment(tmp_path: Path, browser: Browser
         assert [t["id"] for t in payload["trials"]] == [r[0] for r in rows]
     finally:
         stop(run)
-        stop(serve)
+        if serve is not None:
+            stop(serve)
 
 
 def test_the_browser_check_sees_errors_and_blank_pages(tmp_path: Path, browser: Browser) -> None:
