@@ -14,7 +14,6 @@ import json
 import logging
 import os
 import queue
-import random
 import sys
 import threading
 import time
@@ -28,8 +27,10 @@ from remotetune.backends.hostpool._slots import SlotTable
 from remotetune.backends.hostpool._workers import Completion, HostStatus, HostWorker
 from remotetune.config import ExperimentConfig
 from remotetune.errors import (
+    AgentError,
     AuthenticationFailed,
     HostKeyError,
+    PlacementImpossible,
     RemoteSetupError,
     RemotetuneError,
     SyncError,
@@ -99,7 +100,7 @@ class Controller:
             self.workers[spec.name] = HostWorker(
                 spec, HostSession(spec, workdir=workdir), self.completions
             )
-        self.slots = SlotTable(
+        self.slots = SlotTable(  # a host without `slots:` may run trialConcurrency trials
             self.hosts, config.trial_gpu_number, default_slots=config.trial_concurrency
         )
         self.trials: dict[str, TrialRecord] = {}
@@ -208,9 +209,12 @@ class Controller:
         # take a while); fail fast on what needs the user.
         for worker in self.workers.values():
             self._submit_connect(worker)
+        class_args = dict(self.config.tuner.class_args)
+        if self.options.seed is not None:  # --seed wins over classArgs.seed and `seed`
+            class_args.pop("seed", None)
         self.tuner = create_tuner(
             self.config.tuner.name,
-            self.config.tuner.class_args,
+            class_args,
             self.config.search_space,
             code_directory=self.config.tuner.code_directory,
             seed=self.options.seed if self.options.seed is not None else self.config.seed,
@@ -240,7 +244,7 @@ class Controller:
             )
         impossible = self.slots.impossible()
         if impossible:
-            raise RemotetuneError(impossible)
+            raise PlacementImpossible(impossible)
 
     def _submit_connect(self, worker: HostWorker) -> None:
         worker.connect_in_flight = True
@@ -463,7 +467,6 @@ class Controller:
         if item.kind == "wake":
             return
         worker = self.workers[item.host]
-        worker.pending -= 1
         handler = getattr(self, f"_on_{item.kind}")
         if item.error is not None and isinstance(item.error, TransportError):
             if self._is_connection_error(item.error):
@@ -480,8 +483,6 @@ class Controller:
         handler(worker, item)
 
     def _is_connection_error(self, error: TransportError) -> bool:
-        from remotetune.backends.hostpool._agent_client import AgentError
-
         return not isinstance(error, (AgentError, *_FATAL_ERRORS))
 
     def _host_down(self, worker: HostWorker, error: BaseException) -> None:
@@ -630,7 +631,7 @@ class Controller:
         self.store.add_metrics(self.experiment_id, trial.id, points, r.offset)
         self.offsets[trial.id] = r.offset
         self._save_trial(trial, final=final, best_intermediate=best,
-                         latest_intermediate=latest, intermediate_count=count, persist=True)
+                         latest_intermediate=latest, intermediate_count=count)
 
     def _ended(self, worker: HostWorker, trial: TrialRecord, exit_info: dict[str, Any]) -> None:
         code = exit_info.get("code")
@@ -788,6 +789,7 @@ class Controller:
                 trial_dir = self.workers[trial.host].session.trial_dir(
                     self.experiment_id, trial.id)
                 by_host.setdefault(trial.host, []).append((pgid, trial_dir))
+        pending = 0  # kills sent: a host that is down gets none and is not waited for
         for host, pgids in by_host.items():
             worker = self.workers[host]
             if worker.status is not HostStatus.READY:
@@ -805,8 +807,8 @@ class Controller:
                     session.kill(pgid, grace, wait=True, trial_dir=trial_dir)
 
             worker.submit("kill", kill_all)
+            pending += 1
         deadline = self.clock() + self.config.kill_grace_period + 30
-        pending = sum(1 for _ in by_host)
         while pending and self.clock() < deadline:
             try:
                 item = self.completions.get(timeout=0.2)
@@ -826,10 +828,9 @@ class Controller:
 
     # ------------------------------------------------------------------ store helpers
 
-    def _save_trial(self, trial: TrialRecord, persist: bool = True, **changes: Any) -> TrialRecord:
+    def _save_trial(self, trial: TrialRecord, **changes: Any) -> TrialRecord:
         new = dataclasses.replace(trial, **changes) if changes else trial
-        if persist:
-            self.store.save_trial(new)
+        self.store.save_trial(new)
         with self._lock:
             self.trials[new.id] = new
         return new
@@ -896,6 +897,3 @@ def _load_manifest(text: str) -> Any:
     entries = tuple(ManifestEntry(str(p), int(n), int(m), str(h)) for p, n, m, h in data["entries"])
     return Manifest(entries, str(data["digest"]), int(data["total_bytes"]))
 
-
-def new_seed() -> int:
-    return random.SystemRandom().randrange(2**31)

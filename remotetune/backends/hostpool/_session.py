@@ -93,10 +93,6 @@ class HostSession:
     def name(self) -> str:
         return self.spec.name
 
-    @property
-    def is_open(self) -> bool:
-        return self.agent is not None
-
     # ------------------------------------------------------------------ lifecycle
 
     def open(self) -> HostInfo:
@@ -178,9 +174,6 @@ class HostSession:
 
     # ------------------------------------------------------------------ operations
 
-    def experiment_dir(self, experiment_id: str) -> str:
-        return f"experiments/{experiment_id}"
-
     def trial_dir(self, experiment_id: str, trial_id: str) -> str:
         """Relative to the host's workdir (the agent resolves it)."""
         return f"experiments/{experiment_id}/trials/{trial_id}"
@@ -259,9 +252,6 @@ class HostSession:
             return GpuReport(tuple(parse_nvidia_smi(answer["stdout"])))
         except ValueError as exc:
             return GpuReport(None, f"cannot read nvidia-smi output: {exc}")
-
-    def write(self, path: str, data: bytes) -> None:
-        self._agent().call("write", path=path, payload=data)
 
 
 def launch_files(

@@ -57,7 +57,6 @@ class HostWorker:
     snapshot_dir: str | None = None
     gpus: tuple[GpuInfo, ...] = ()
     gpu_error: str | None = None
-    pending: int = 0  # operations submitted and not yet completed
     _executor: ThreadPoolExecutor | None = field(default=None, repr=False)
 
     @property
@@ -69,7 +68,6 @@ class HostWorker:
             self._executor = ThreadPoolExecutor(
                 max_workers=1, thread_name_prefix=f"host-{self.name}"
             )
-        self.pending += 1
 
         def job() -> None:
             try:

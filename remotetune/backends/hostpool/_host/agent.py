@@ -363,10 +363,6 @@ def op_kill(workdir: str, req: dict, payload):
     return {"alive": True}
 
 
-def op_alive(workdir: str, req: dict, payload):
-    return {"alive": {str(p): group_alive(int(p)) for p in req["pgids"]}}
-
-
 def _tail(path: str, limit: int) -> str:
     try:
         with open(path, "rb") as f:
@@ -421,7 +417,6 @@ OPS = {
     "launch": op_launch,
     "poll": op_poll,
     "kill": op_kill,
-    "alive": op_alive,
     "tail": op_tail,
     "exec": op_exec,
     "disk": op_disk,
