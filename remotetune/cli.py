@@ -117,9 +117,10 @@ def _run_controller(controller: Any, args: argparse.Namespace, console: Console)
         from remotetune.view import LiveView, Snapshot
 
         def snapshot() -> Snapshot:
-            exp, trials, hosts, events, reason = controller.view_state()
-            return Snapshot(experiment=exp, trials=trials, hosts=hosts, events=events,
-                            now=time.time(), waiting_reason=reason)
+            state = controller.view_state()
+            return Snapshot(experiment=state.experiment, trials=state.trials,
+                            hosts=state.hosts, events=state.events, now=time.time(),
+                            waiting_reason=state.waiting_reason)
 
         view = LiveView(snapshot, console=console)
     try:

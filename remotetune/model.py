@@ -199,6 +199,18 @@ class ExperimentRecord:
     source: str = "remotetune"  # or "nni" for imported experiments
 
 
+class EventKind(str, enum.Enum):
+    TRIAL = "trial"
+    HOST = "host"
+    EXPERIMENT = "experiment"
+
+
+class EventLevel(str, enum.Enum):
+    INFO = "info"
+    WARNING = "warning"
+    ERROR = "error"
+
+
 @dataclass(frozen=True)
 class EventRecord:
     experiment_id: str
