@@ -1,8 +1,8 @@
 """Command line: builds the library objects and calls them. The only place that prints.
 
-Exit status: 0 done; 1 the experiment failed or an unexpected error; 2 bad input (a
-config or machines file, an unknown experiment); 3 a host could not be used; 130 stopped
-by the user (Ctrl-C or SIGTERM), with the state saved for ``remotetune resume``.
+Exit status: 0 done; 1 the experiment failed or an unexpected error; 2 bad input (a config
+or machines file, an unknown experiment, no host that could ever run a trial); 3 a host could
+not be used; 130 stopped by the user (Ctrl-C or SIGTERM), state saved for ``resume``.
 """
 
 from __future__ import annotations
@@ -117,10 +117,9 @@ def _run_controller(controller: Any, args: argparse.Namespace, console: Console)
         from remotetune.view import LiveView, Snapshot
 
         def snapshot() -> Snapshot:
-            state = controller.view_state()
-            return Snapshot(experiment=state.experiment, trials=state.trials,
-                            hosts=state.hosts, events=state.events, now=time.time(),
-                            waiting_reason=state.waiting_reason)
+            s = controller.view_state()
+            return Snapshot(experiment=s.experiment, trials=s.trials, hosts=s.hosts,
+                            events=s.events, now=time.time(), waiting_reason=s.waiting_reason)
 
         view = LiveView(snapshot, console=console)
     try:
@@ -194,7 +193,7 @@ def _on_event_printer(console: Console, plain: bool) -> Any:
         line = f"{stamp} {ev.level.upper():7} {ev.message}"
         console.print(line, highlight=False, markup=False, soft_wrap=True)
 
-    return on_event if plain else None
+    return on_event if plain or not console.is_terminal else None
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -211,11 +210,10 @@ def cmd_run(args: argparse.Namespace) -> int:
     config = cfg.load_experiment(path)
     hosts = _machines(args, config)
     console = Console(stderr=False)
-    plain = args.plain or not console.is_terminal
     store = _store()
     controller = Controller(
         config, hosts, store, ControllerOptions(home=_home(), seed=args.seed),
-        on_event=_on_event_printer(console, plain),
+        on_event=_on_event_printer(console, args.plain),
     )
     exp = controller.create([host_to_public_dict(h) for h in hosts])
     console.print(f"experiment {exp.id} ({exp.name}): {config.trial_concurrency} at a time "
@@ -231,9 +229,8 @@ def cmd_resume(args: argparse.Namespace) -> int:
     exp = store.experiment(args.experiment)
     if exp.source != "remotetune":
         raise StoreError(f"experiment {exp.id} was imported from NNI and cannot be resumed")
-    config = cfg.parse_experiment(exp.config, file=exp.config_file,
-                                  base_dir=Path(exp.config_file).parent if exp.config_file
-                                  else None)
+    base = Path(exp.config_file).parent if exp.config_file else None
+    config = cfg.parse_experiment(exp.config, file=exp.config_file, base_dir=base)
     if args.machines:
         hosts = cfg.load_machines(args.machines)
     elif exp.machines:
@@ -242,9 +239,8 @@ def cmd_resume(args: argparse.Namespace) -> int:
     else:
         hosts = (cfg.local_machine(config.trial_concurrency),)
     console = Console()
-    plain = args.plain or not console.is_terminal
     controller = Controller(config, hosts, store, ControllerOptions(home=_home(), seed=args.seed),
-                            experiment=exp, on_event=_on_event_printer(console, plain))
+                            experiment=exp, on_event=_on_event_printer(console, args.plain))
     console.print(f"resuming experiment {exp.id} ({exp.name})", highlight=False)
     return _run_controller(controller, args, console)
 
@@ -437,6 +433,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_check)
 
+    _add_reader_commands(sub)
+    return parser
+
+
+def _add_reader_commands(sub: Any) -> None:
+    """The commands that read the store and never run anything."""
     p = sub.add_parser("ls", help="list experiments")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_ls)
@@ -467,7 +469,6 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("import-nni", help="import an NNI experiment database (nni.sqlite)")
     p.add_argument("path", metavar="PATH")
     p.set_defaults(func=cmd_import_nni)
-    return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -485,10 +486,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         logging.getLogger("paramiko").setLevel(logging.CRITICAL)
     try:
         return int(args.func(args))
-    except ConfigError as exc:
-        err.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False)
-        return EXIT_USAGE
-    except StoreError as exc:
+    except (ConfigError, StoreError) as exc:
         err.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False)
         return EXIT_USAGE
     except RemotetuneError as exc:

@@ -166,6 +166,10 @@ class Backend(abc.ABC):
     def connecting(self) -> bool:
         """True while a first connection attempt is still under way."""
 
+    def connect_timeout(self) -> float:
+        """How long a first connection attempt may take (the controller waits this + 60 s)."""
+        return 0.0
+
     @abc.abstractmethod
     def unusable(self) -> tuple[tuple[str, str], ...]:
         """``(host, why)`` for each host that cannot be used now (empty when all are ready)."""

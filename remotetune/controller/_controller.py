@@ -213,7 +213,7 @@ class Controller(TrialFlow):
         )
 
     def _await_connections(self) -> None:
-        timeouts = [getattr(b, "connect_timeout", lambda: 0.0)() for b in self.backends]
+        timeouts = [b.connect_timeout() for b in self.backends]
         deadline = self.clock.now() + max(timeouts, default=0.0) + 60
         while any(b.connecting() for b in self.backends):
             item = self.clock.wait(self.inbox, max(0.1, deadline - self.clock.now()))

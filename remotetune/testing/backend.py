@@ -80,8 +80,10 @@ class FakeBackend(Backend):
     """Hosts with ``slots`` each; every trial behaves as ``behaviour(trial)`` says."""
 
     def __init__(self, slots: dict[str, int], behaviour: Callable[[TrialRecord], FakeRun],
-                 clock: FakeClock, name: str = "fake") -> None:
+                 clock: FakeClock, name: str = "fake", poll_interval: float = 0.5) -> None:
         self.name = name
+        self.poll_interval = poll_interval
+        self._next_poll = 0.0
         self._slots = dict(slots)
         self.behaviour = behaviour
         self.clock = clock
@@ -169,6 +171,9 @@ class FakeBackend(Backend):
         for when, action in [a for a in self.at if a[0] <= now]:
             self.at.remove((when, action))
             action()
+        if now < self._next_poll:  # like a real host: one poll in flight per interval
+            return
+        self._next_poll = now + self.poll_interval
         by_host: dict[str, list[TrialPoll]] = {}
         for request in running:
             host = request.handle.host
