@@ -232,8 +232,9 @@ def bench_poll(hosts: int, per_host: int, cycles: int) -> dict[str, float]:
                         env={"REMOTETUNE_METRICS_FILE": f"{absolute}/metrics.jsonl"},
                         max_duration=None, kill_grace=1.0,
                     )
-                    info = session.launch(trial_dir, files)
-                    pgids[worker.name].append(int(info["pgid"]))
+                    started = session.launch(f"t{k:03d}", trial_dir, files)
+                    assert started.handle.ref is not None
+                    pgids[worker.name].append(started.handle.ref)
                     items[worker.name].append(PollItem(f"t{k:03d}", trial_dir, 0))
             time.sleep(1.0)  # every trial has written lines
             walls, cpus, lines = [], [], []

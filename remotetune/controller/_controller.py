@@ -111,6 +111,7 @@ class Controller(TrialFlow):
         self.waiting_reason: str | None = None
         self.stop_mode: StopMode | None = None
         self.tuner_exhausted = False
+        self.tuner: Any = None  # built in _start (its imports take a while)
         self._host_states: dict[str, HostState] = {}
         self._lock = threading.Lock()  # guards what the view thread reads
 

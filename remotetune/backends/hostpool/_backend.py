@@ -15,21 +15,17 @@ from typing import Any
 from remotetune.backends._base import (
     Backend,
     Envelope,
-    ExitInfo,
-    LaunchResult,
     LaunchSpec,
     OpenSpec,
     PlaceResult,
     PollRequest,
     Report,
     ReportKind,
-    RunState,
     Sink,
     TrialHandle,
-    TrialPoll,
 )
 from remotetune.backends.hostpool._launch import trial_files
-from remotetune.backends.hostpool._session import GpuReport, HostSession, PollItem, PollResult
+from remotetune.backends.hostpool._session import GpuReport, HostSession, PollItem
 from remotetune.backends.hostpool._slots import SlotTable
 from remotetune.backends.hostpool._workers import Completion, HostStatus, HostWorker, Op
 from remotetune.errors import (
@@ -52,22 +48,6 @@ _FATAL_ERRORS = (AuthenticationFailed, HostKeyError, RemoteSetupError, SyncError
 def _is_connection_error(error: BaseException | None) -> bool:
     return isinstance(error, TransportError) and not isinstance(
         error, (AgentError, *_FATAL_ERRORS))
-
-
-def _poll_report(r: PollResult, host: str) -> TrialPoll:
-    started = None
-    if r.pid is not None:
-        handle = TrialHandle(r.trial_id, host, int(r.pid["pgid"]))
-        started = LaunchResult(handle, float(r.pid["started"]), int(r.pid["pid"]))
-    if r.exit is not None:
-        e = r.exit
-        exit_info = ExitInfo(e.get("code"), e.get("signal"), e.get("ended"), e.get("reason"))
-        return TrialPoll(r.trial_id, r.lines, r.offset, RunState.EXITED, exit_info, started)
-    if r.pid is not None:
-        state = RunState.VANISHED if r.alive is False else RunState.RUNNING
-    else:
-        state = RunState.QUEUED if r.exists else RunState.UNKNOWN
-    return TrialPoll(r.trial_id, r.lines, r.offset, state, None, started)
 
 
 class HostPoolBackend(Backend):
@@ -188,7 +168,8 @@ class HostPoolBackend(Backend):
         relative = self._relative_dir(spec.trial.id)
         files = trial_files(worker.session, self._spec.experiment_id, spec,
                             worker.session.absolute(relative), worker.snapshot_dir)
-        worker.submit(Op.LAUNCH, worker.session.launch, relative, files, token=spec.trial.id)
+        worker.submit(Op.LAUNCH, worker.session.launch, spec.trial.id, relative, files,
+                      token=spec.trial.id)
 
     def kill(self, handle: TrialHandle, grace: float) -> bool:
         worker = self.workers.get(handle.host)
@@ -332,10 +313,7 @@ class HostPoolBackend(Backend):
             self.slots.set_reachable(worker.name, False)
             return [Report(ReportKind.LAUNCH_FAILED, worker.name, item.token,
                            message=str(item.error), level=EventLevel.ERROR)]
-        info = item.result
-        handle = TrialHandle(item.token, worker.name, int(info["pgid"]))
-        launch = LaunchResult(handle, float(info["started"]), int(info["pid"]))
-        return [Report(ReportKind.LAUNCHED, worker.name, item.token, launch=launch)]
+        return [Report(ReportKind.LAUNCHED, worker.name, item.token, launch=item.result)]
 
     def _on_poll(self, worker: HostWorker, item: Completion, now: float) -> list[Report]:
         worker.poll_in_flight = False
@@ -343,9 +321,7 @@ class HostPoolBackend(Backend):
             return [Report(ReportKind.HOST_EVENT, worker.name,
                            message=f"{worker.name}: polling failed: {item.error}",
                            level=EventLevel.WARNING)]
-        results: list[PollResult] = item.result
-        polls = tuple(_poll_report(r, worker.name) for r in results)
-        return [Report(ReportKind.POLLED, worker.name, polls=polls)]
+        return [Report(ReportKind.POLLED, worker.name, polls=tuple(item.result))]
 
     def _on_kill(self, worker: HostWorker, item: Completion, now: float) -> list[Report]:
         message = None if item.error is None else str(item.error)

@@ -16,6 +16,13 @@ from pathlib import Path
 from typing import Any
 
 from remotetune import commands
+from remotetune.backends._base import (
+    ExitInfo,
+    LaunchResult,
+    RunState,
+    TrialHandle,
+    TrialPoll,
+)
 from remotetune.backends.hostpool import _bundle as hostlib
 from remotetune.backends.hostpool._agent_client import AgentClient
 from remotetune.backends.hostpool._slots import NVIDIA_SMI_ARGS, parse_nvidia_smi
@@ -53,17 +60,6 @@ class PollItem:
     trial_id: str
     trial_dir: str
     offset: int
-
-
-@dataclass(frozen=True)
-class PollResult:
-    trial_id: str
-    lines: tuple[str, ...]
-    offset: int
-    exit: dict[str, Any] | None
-    pid: dict[str, Any] | None
-    alive: bool | None
-    exists: bool
 
 
 @dataclass(frozen=True)
@@ -192,10 +188,11 @@ class HostSession:
 
         return sync.sync_snapshot(self._agent(), manifest, objects_dir)
 
-    def launch(self, trial_dir: str, files: dict[str, str]) -> dict[str, Any]:
-        return self._agent().call("launch", trial_dir=trial_dir, files=files, timeout=60)
+    def launch(self, trial_id: str, trial_dir: str, files: dict[str, str]) -> LaunchResult:
+        info = self._agent().call("launch", trial_dir=trial_dir, files=files, timeout=60)
+        return _started(trial_id, self.name, info)
 
-    def poll(self, items: Sequence[PollItem], max_bytes: int = 1 << 20) -> list[PollResult]:
+    def poll(self, items: Sequence[PollItem], max_bytes: int = 1 << 20) -> list[TrialPoll]:
         if not items:
             return []
         answer = self._agent().call(
@@ -204,20 +201,8 @@ class HostSession:
             max_bytes=max_bytes,
             timeout=60,
         )
-        out = []
-        for item, r in zip(items, answer["trials"], strict=True):
-            out.append(
-                PollResult(
-                    trial_id=item.trial_id,
-                    lines=tuple(r["lines"]),
-                    offset=int(r["offset"]),
-                    exit=r["exit"],
-                    pid=r["pid"],
-                    alive=r["alive"],
-                    exists=bool(r["exists"]),
-                )
-            )
-        return out
+        return [_poll_result(item.trial_id, self.name, r)
+                for item, r in zip(items, answer["trials"], strict=True)]
 
     def kill(
         self, pgid: int, grace: float, *, wait: bool = False, trial_dir: str | None = None
@@ -252,6 +237,27 @@ class HostSession:
             return GpuReport(tuple(parse_nvidia_smi(answer["stdout"])))
         except ValueError as exc:
             return GpuReport(None, f"cannot read nvidia-smi output: {exc}")
+
+
+def _started(trial_id: str, host: str, pid_info: dict[str, Any]) -> LaunchResult:
+    """The agent's pid record (pid.json) as a handle: the trial's process group is its ref."""
+    handle = TrialHandle(trial_id, host, int(pid_info["pgid"]))
+    return LaunchResult(handle, float(pid_info["started"]), int(pid_info["pid"]))
+
+
+def _poll_result(trial_id: str, host: str, r: dict[str, Any]) -> TrialPoll:
+    """One trial of the agent's poll answer (docs/protocol.md) as a typed poll."""
+    lines, offset = tuple(r["lines"]), int(r["offset"])
+    started = None if r["pid"] is None else _started(trial_id, host, r["pid"])
+    if r["exit"] is not None:
+        e = r["exit"]
+        info = ExitInfo(e.get("code"), e.get("signal"), e.get("ended"), e.get("reason"))
+        return TrialPoll(trial_id, lines, offset, RunState.EXITED, info, started)
+    if started is not None:
+        state = RunState.VANISHED if r["alive"] is False else RunState.RUNNING
+    else:  # files written, no pid yet: starting; no files at all: the launch never arrived
+        state = RunState.QUEUED if r["exists"] else RunState.UNKNOWN
+    return TrialPoll(trial_id, lines, offset, state, None, started)
 
 
 def launch_files(
