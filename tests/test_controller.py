@@ -199,3 +199,25 @@ def test_seed_precedence(tmp_path: Path, cli: int | None, class_seed: int | None
     controller.create()
     controller.run()
     assert controller.tuner.seed == expected
+
+
+def test_manifest_lives_in_the_store_and_old_manifest_files_still_resume(tmp_path: Path) -> None:
+    from remotetune import sync
+    from remotetune.controller._manifest import dump_manifest, load_or_freeze
+
+    rig = Rig(tmp_path)
+    home = tmp_path / "home"
+    exp = rig.controller().create()
+    fresh = load_or_freeze(rig.store, exp.id, rig.config, home)
+    assert rig.store.manifest(exp.id) == dump_manifest(fresh)
+    assert not (home / "experiments" / exp.id / "manifest.json").exists()
+    # an experiment from before migration 0003: its manifest is a file
+    (tmp_path / "code" / "train.py").write_text("print('changed')\n")
+    old = rig.controller().create()
+    old_file = home / "experiments" / old.id / "manifest.json"
+    old_file.parent.mkdir(parents=True)
+    old_file.write_text(dump_manifest(fresh))
+    resumed = load_or_freeze(rig.store, old.id, rig.config, home)
+    assert resumed.digest == fresh.digest  # the code as it was, not as it is now
+    assert rig.store.manifest(old.id) == dump_manifest(fresh)
+    assert sync.build_manifest(rig.config.trial_code_directory).digest != fresh.digest
