@@ -1,8 +1,8 @@
 """Command line: builds the library objects and calls them. The only place that prints.
 
-Exit status: 0 done; 1 the experiment failed or an unexpected error; 2 bad input (a
-config or machines file, an unknown experiment); 3 a host could not be used; 130 stopped
-by the user (Ctrl-C or SIGTERM), with the state saved for ``remotetune resume``.
+Exit status: 0 done; 1 the experiment failed or an unexpected error; 2 bad input (a config
+or machines file, an unknown experiment, no host that could ever run a trial); 3 a host could
+not be used; 130 stopped by the user (Ctrl-C or SIGTERM), state saved for ``resume``.
 """
 
 from __future__ import annotations
@@ -103,9 +103,9 @@ def _run_controller(controller: Any, args: argparse.Namespace, console: Console)
         from remotetune.view import LiveView, Snapshot
 
         def snapshot() -> Snapshot:
-            exp, trials, hosts, events, reason = controller.view_state()
-            return Snapshot(experiment=exp, trials=trials, hosts=hosts, events=events,
-                            now=time.time(), waiting_reason=reason)
+            s = controller.view_state()
+            return Snapshot(experiment=s.experiment, trials=s.trials, hosts=s.hosts,
+                            events=s.events, now=time.time(), waiting_reason=s.waiting_reason)
 
         view = LiveView(snapshot, console=console)
     try:
@@ -189,7 +189,7 @@ def _on_event_printer(console: Console, plain: bool) -> Any:
         line = f"{stamp} {ev.level.upper():7} {clean(ev.message)}"
         console.print(line, highlight=False, markup=False, soft_wrap=True)
 
-    return on_event if plain else None
+    return on_event if plain or not console.is_terminal else None
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -209,11 +209,10 @@ def cmd_run(args: argparse.Namespace) -> int:
     check_symlinks(config.trial_code_directory, follow=config.follow_symlinks, file=path)
     hosts = hide_secrets(_machines(args, config))
     console = make_console()
-    plain = args.plain or not console.is_terminal
     store = _store()
     controller = Controller(
         config, hosts, store, ControllerOptions(home=_home(), seed=args.seed),
-        on_event=_on_event_printer(console, plain),
+        on_event=_on_event_printer(console, args.plain),
     )
     exp = controller.create([host_to_public_dict(h) for h in hosts])
     with ExperimentLock(_home(), exp.id):
@@ -441,6 +440,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_check)
 
+    _add_reader_commands(sub)
+    return parser
+
+
+def _add_reader_commands(sub: Any) -> None:
+    """The commands that read the store and never run anything."""
     p = sub.add_parser("ls", help="list experiments")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_ls)
@@ -491,7 +496,6 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("import-nni", help="import an NNI experiment database (nni.sqlite)")
     p.add_argument("path", metavar="PATH")
     p.set_defaults(func=cmd_import_nni)
-    return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:

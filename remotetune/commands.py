@@ -56,10 +56,6 @@ def agent_command(python: str, workdir: str, lib_dir: str) -> str:
     )
 
 
-def lib_present_command(lib_dir: str) -> str:
-    return f"test -f {home_path(lib_dir)}/remotetune/_host/agent.py"
-
-
 SETUP_FAILED_EXIT = 254  # the agent's launcher reports it as "setup failed"
 
 

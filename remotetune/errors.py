@@ -58,6 +58,12 @@ class AssessorError(RemotetuneError):
     """An assessor could not be built or failed to decide."""
 
 
+class PlacementImpossible(RemotetuneError):
+    """No host can ever run a trial of this experiment (bad input: exit 2). Says why."""
+
+    exit_code = 2
+
+
 class StoreError(RemotetuneError):
     """The SQLite store is missing, locked or from an unknown version."""
 
@@ -114,18 +120,15 @@ class RemoteSetupError(TransportError):
     reason = "host setup"
 
 
-class CommandFailed(TransportError):
-    """A remote command exited non-zero. Carries the command and its result."""
+class AgentError(TransportError):
+    """The host's agent answered ``ok: false``: the operation failed on the host."""
 
-    reason = "command"
+    reason = "agent"
 
-    def __init__(self, host: str, command: str, exit_code: int, stdout: str, stderr: str) -> None:
-        self.command = command
-        self.exit_code_ = exit_code
-        self.stdout = stdout
-        self.stderr = stderr
-        tail = "\n".join((stderr or stdout).strip().splitlines()[-5:])
-        super().__init__(host, f"command exited {exit_code}: {command}\n{tail}".rstrip())
+    def __init__(self, host: str, op: str, message: str, kind: str) -> None:
+        self.op = op
+        self.kind = kind
+        super().__init__(host, f"{op} failed on the host: {message}")
 
 
 class SyncError(RemotetuneError):

@@ -185,7 +185,7 @@ class HostSpec:
     use_active_gpu: bool = False
     active_gpu_memory_pct: float = 10.0  # a GPU is active (busy) above either threshold
     active_gpu_util_pct: float = 10.0
-    slots: int | None = None  # CPU-only capacity; None: trialConcurrency (local) or 1
+    slots: int | None = None  # CPU-only capacity; None: trialConcurrency (every host)
     python: str = "python3"
     setup: tuple[str, ...] = ()
     env: Mapping[str, str] = field(default_factory=dict)
@@ -224,6 +224,18 @@ class ExperimentRecord:
     ended_at: float | None = None
     message: str | None = None
     source: str = "remotetune"  # or "nni" for imported experiments
+
+
+class EventKind(str, enum.Enum):
+    TRIAL = "trial"
+    HOST = "host"
+    EXPERIMENT = "experiment"
+
+
+class EventLevel(str, enum.Enum):
+    INFO = "info"
+    WARNING = "warning"
+    ERROR = "error"
 
 
 @dataclass(frozen=True)

@@ -491,10 +491,3 @@ def sync_snapshot(client: AgentCaller, manifest: Manifest, objects_dir: Path) ->
               sent, manifest.digest[:12])
     return str(answer["path"])
 
-
-def default_cache_file(root: Path, base: Path | None = None) -> Path:
-    """Where the hash cache of ``root`` lives (``~/.remotetune/cache/`` by default)."""
-    base = base or Path.home() / ".remotetune" / "cache"
-    key = hashlib.sha256(str(Path(root).resolve()).encode()).hexdigest()[:16]
-    return base / f"manifest-{key}.json"
-

@@ -137,9 +137,22 @@ def _m002_experiment_created_index(db: Database) -> None:
     db.table("experiments").create_index(["created_at"], index_name="idx_experiments_created")
 
 
+def _m003_code_manifests(db: Database) -> None:
+    # The trial code as it was when an experiment started (its sync manifest, JSON), so
+    # a resumed experiment ships the same code. Was $REMOTETUNE_HOME/experiments/<id>/
+    # manifest.json before; that file is still read when this row is missing.
+    db.table("code_manifests").create(
+        {"experiment_id": str, "manifest": str, "created_at": float},
+        pk="experiment_id",
+        not_null=["manifest"],
+        foreign_keys=[("experiment_id", "experiments", "id")],
+    )
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration("0001_initial", _m001_initial),
     Migration("0002_experiment_created_index", _m002_experiment_created_index),
+    Migration("0003_code_manifests", _m003_code_manifests),
 )
 
 

@@ -14,6 +14,7 @@ import secrets
 import sqlite3
 import string
 import threading
+import time
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -407,6 +408,21 @@ class Store:
                 (experiment_id,),
             )
         return [codec.metric_from_row(r) for r in rows]
+
+    # --- code manifests ----------------------------------------------------------------------
+
+    def save_manifest(self, experiment_id: str, manifest_json: str) -> None:
+        """The experiment's code manifest (written once, when it starts)."""
+        with self._write("save code manifest") as db:
+            db.conn.execute(
+                "insert or replace into code_manifests (experiment_id, manifest, created_at) "
+                "values (?, ?, ?)", (experiment_id, manifest_json, time.time()))
+
+    def manifest(self, experiment_id: str) -> str | None:
+        rows = self._rows("read code manifest",
+                          "select manifest from code_manifests where experiment_id = ?",
+                          (experiment_id,))
+        return str(rows[0][0]) if rows else None
 
     # --- events ------------------------------------------------------------------------------
 

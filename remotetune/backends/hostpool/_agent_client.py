@@ -10,21 +10,10 @@ import threading
 from typing import Any
 
 from remotetune.backends.hostpool._probe import last_line
-from remotetune.errors import HostUnreachable, RemoteSetupError, TransportError
+from remotetune.errors import AgentError, HostUnreachable, RemoteSetupError
 from remotetune.transport.base import AgentChannel
 
 log = logging.getLogger(__name__)
-
-
-class AgentError(TransportError):
-    """The agent answered ``ok: false``: the operation failed on the host."""
-
-    reason = "agent"
-
-    def __init__(self, host: str, op: str, message: str, kind: str) -> None:
-        self.op = op
-        self.kind = kind
-        super().__init__(host, f"{op} failed on the host: {message}")
 
 
 class AgentClient:

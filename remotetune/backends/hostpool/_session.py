@@ -16,6 +16,13 @@ from pathlib import Path
 from typing import Any
 
 from remotetune import commands
+from remotetune.backends._base import (
+    ExitInfo,
+    LaunchResult,
+    RunState,
+    TrialHandle,
+    TrialPoll,
+)
 from remotetune.backends.hostpool import _bundle as hostlib
 from remotetune.backends.hostpool._agent_client import AgentClient
 from remotetune.backends.hostpool._probe import HostFacts, last_line, parse_probe, probe_problem
@@ -58,17 +65,6 @@ class PollItem:
 
 
 @dataclass(frozen=True)
-class PollResult:
-    trial_id: str
-    lines: tuple[str, ...]
-    offset: int
-    exit: dict[str, Any] | None
-    pid: dict[str, Any] | None
-    alive: bool | None
-    exists: bool
-
-
-@dataclass(frozen=True)
 class GpuReport:
     gpus: tuple[GpuInfo, ...] | None  # None: no nvidia-smi (a CPU host) or it failed
     error: str | None = None
@@ -94,10 +90,6 @@ class HostSession:
     @property
     def name(self) -> str:
         return self.spec.name
-
-    @property
-    def is_open(self) -> bool:
-        return self.agent is not None
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -176,9 +168,6 @@ class HostSession:
 
     # ------------------------------------------------------------------ operations
 
-    def experiment_dir(self, experiment_id: str) -> str:
-        return f"experiments/{experiment_id}"
-
     def trial_dir(self, experiment_id: str, trial_id: str) -> str:
         """Relative to the host's workdir (the agent resolves it)."""
         return f"experiments/{experiment_id}/trials/{trial_id}"
@@ -197,11 +186,12 @@ class HostSession:
 
         return sync.sync_snapshot(self._agent(), manifest, objects_dir)
 
-    def launch(self, trial_dir: str, files: dict[str, str]) -> dict[str, Any]:
-        return self._agent().call("launch", trial_dir=trial_dir, files=files, timeout=60)
+    def launch(self, trial_id: str, trial_dir: str, files: dict[str, str]) -> LaunchResult:
+        info = self._agent().call("launch", trial_dir=trial_dir, files=files, timeout=60)
+        return _started(trial_id, self.name, info)
 
     def poll(self, items: Sequence[PollItem], max_bytes: int = 1 << 20,
-             line_limit: int = METRIC_LINE_LIMIT) -> list[PollResult]:
+             line_limit: int = METRIC_LINE_LIMIT) -> list[TrialPoll]:
         if not items:
             return []
         answer = self._agent().call(
@@ -211,24 +201,8 @@ class HostSession:
             line_limit=line_limit,
             timeout=60,
         )
-        out = []
-        for item, r in zip(items, answer["trials"], strict=True):
-            # A line the agent skipped as too long becomes a marker line that the metric
-            # decoder turns into a warning naming its size (remotetune.metrics).
-            skipped = [skipped_line(size, int(r.get("line_limit", line_limit)))
-                       for size in r.get("skipped") or ()]
-            out.append(
-                PollResult(
-                    trial_id=item.trial_id,
-                    lines=tuple(r["lines"]) + tuple(skipped),
-                    offset=int(r["offset"]),
-                    exit=r["exit"],
-                    pid=r["pid"],
-                    alive=r["alive"],
-                    exists=bool(r["exists"]),
-                )
-            )
-        return out
+        return [_poll_result(item.trial_id, self.name, r, line_limit)
+                for item, r in zip(items, answer["trials"], strict=True)]
 
     def kill(
         self, pgid: int, grace: float, *, wait: bool = False, trial_dir: str | None = None
@@ -264,8 +238,32 @@ class HostSession:
         except ValueError as exc:
             return GpuReport(None, f"cannot read nvidia-smi output: {exc}")
 
-    def write(self, path: str, data: bytes) -> None:
-        self._agent().call("write", path=path, payload=data)
+
+def _started(trial_id: str, host: str, pid_info: dict[str, Any]) -> LaunchResult:
+    """The agent's pid record (pid.json) as a handle: the trial's process group is its ref."""
+    handle = TrialHandle(trial_id, host, int(pid_info["pgid"]))
+    return LaunchResult(handle, float(pid_info["started"]), int(pid_info["pid"]))
+
+
+def _poll_result(trial_id: str, host: str, r: dict[str, Any], line_limit: int) -> TrialPoll:
+    """One trial of the agent's poll answer (docs/protocol.md) as a typed poll.
+
+    A line the agent skipped as too long becomes a marker line that the metric decoder turns
+    into a warning naming its size (:func:`remotetune.metrics.skipped_line`).
+    """
+    skipped = tuple(skipped_line(size, int(r.get("line_limit", line_limit)))
+                    for size in r.get("skipped") or ())
+    lines, offset = tuple(r["lines"]) + skipped, int(r["offset"])
+    started = None if r["pid"] is None else _started(trial_id, host, r["pid"])
+    if r["exit"] is not None:
+        e = r["exit"]
+        info = ExitInfo(e.get("code"), e.get("signal"), e.get("ended"), e.get("reason"))
+        return TrialPoll(trial_id, lines, offset, RunState.EXITED, info, started)
+    if started is not None:
+        state = RunState.VANISHED if r["alive"] is False else RunState.RUNNING
+    else:  # files written, no pid yet: starting; no files at all: the launch never arrived
+        state = RunState.QUEUED if r["exists"] else RunState.UNKNOWN
+    return TrialPoll(trial_id, lines, offset, state, None, started)
 
 
 def launch_files(

@@ -99,17 +99,38 @@ def _shell() -> str:
     return "sh"
 
 
-def _run_launcher(trial_dir: str, spec: dict, report_fd: int) -> None:
-    """Runs in the detached grandchild: start the trial, wait, record how it ended."""
-    signal.signal(signal.SIGHUP, signal.SIG_IGN)
-    signal.signal(signal.SIGTERM, signal.SIG_DFL)
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
+def _trial_env(spec: dict) -> dict:
     env = dict(os.environ)
     env.update({str(k): str(v) for k, v in spec.get("env", {}).items()})
     for key in spec.get("unset_env", []):
         env.pop(key, None)
     for key, value in spec.get("prepend_env", {}).items():
         env[key] = value + (os.pathsep + env[key] if env.get(key) else "")
+    return env
+
+
+def _enforce_max_duration(proc, started: float, spec: dict):
+    """Wait while the trial may run; past max_duration TERM (then KILL) it: "timeout"."""
+    max_duration = spec.get("max_duration")
+    grace = float(spec.get("kill_grace", 10.0))
+    if not max_duration:
+        return None
+    deadline = started + float(max_duration)
+    while proc.poll() is None:
+        left = deadline - time.time()
+        if left <= 0:
+            _terminate_group(proc.pid, grace, lambda: proc.poll() is not None)
+            return "timeout"
+        time.sleep(min(left, 0.5))
+    return None
+
+
+def _run_launcher(trial_dir: str, spec: dict, report_fd: int) -> None:
+    """Runs in the detached grandchild: start the trial, wait, record how it ended."""
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    env = _trial_env(spec)
     script = os.path.join(trial_dir, "run.sh")
     out = open(os.path.join(trial_dir, "stdout.log"), "ab")
     err = open(os.path.join(trial_dir, "stderr.log"), "ab")
@@ -147,18 +168,7 @@ def _run_launcher(trial_dir: str, spec: dict, report_fd: int) -> None:
     out.close()
     err.close()
 
-    max_duration = spec.get("max_duration")
-    grace = float(spec.get("kill_grace", 10.0))
-    reason = None
-    if max_duration:
-        deadline = started + float(max_duration)
-        while proc.poll() is None:
-            left = deadline - time.time()
-            if left <= 0:
-                reason = "timeout"
-                _terminate_group(proc.pid, grace, lambda: proc.poll() is not None)
-                break
-            time.sleep(min(left, 0.5))
+    reason = _enforce_max_duration(proc, started, spec)
     code = proc.wait()
     # Reap what is left of the group (a trial's own children) once the shell is gone.
     ended = time.time()
@@ -345,8 +355,6 @@ def op_kill(workdir: str, req: dict, payload):
     return {"alive": True}
 
 
-def op_alive(workdir: str, req: dict, payload):
-    return {"alive": {str(p): group_alive(int(p)) for p in req["pgids"]}}
 
 
 def op_tail(workdir: str, req: dict, payload):
@@ -377,7 +385,6 @@ OPS = {
     "launch": op_launch,
     "poll": op_poll,
     "kill": op_kill,
-    "alive": op_alive,
     "tail": op_tail,
     "exec": op_exec,
 }
