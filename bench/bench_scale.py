@@ -1,0 +1,378 @@
+"""Benchmark: how the controller's cost grows with the number of hosts (prints figures; not a test).
+
+Issue 12's measurement. For each N in ``--hosts`` (default 1, 8, 64) it starts N sshd servers
+on loopback, each with 8 fake GPUs (tests/sshd.py, as the tests and bench_ssh.py do), then runs
+one real experiment through the CLI (``python -m remotetune.cli run ... --machines ...
+--plain`` as a subprocess, REMOTETUNE_HOME in a temp dir):
+
+- each trial is a shell script that appends one metric line a second for D seconds
+  (``--seconds``, default 4), with ``trialGpuNumber: 1``;
+- ``trialConcurrency`` 8N and ``maxTrialNumber`` rounds x 8N (``--rounds``, default 2).
+
+Host set-up and teardown are outside the timed part. Figures, one row per N:
+
+- *at once*: the most trials running at the same time (from the store's start/end times);
+- *refill gap* median / p99: from a trial's end to the next trial's start on the same
+  host:GPU (the store's ``ended_at``/``started_at``, both taken on the host);
+- *wall*: from spawning the CLI to its exit; *ideal*: rounds x D; *over*: wall - ideal;
+- *first*: the first trial's start minus the CLI's spawn;
+- *CPU*: the controller process's CPU (all threads, /proc/PID/stat utime+stime, sampled
+  every 0.2 s) as % of one core over the middle half of the trial phase (first start to last
+  end), and over its whole life; *RSS*: its peak resident set (VmHWM in /proc/PID/status);
+- *load*: the 1-minute load average when the row started (the machine may be shared).
+
+Needs root (sshd on loopback, the test user). Everything it started is cleaned up at the end,
+also on Ctrl-C or SIGTERM.
+
+    python bench/bench_scale.py [--hosts 1,8,64] [--seconds 4] [--rounds 2] [--json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import pwd
+import shutil
+import signal
+import sqlite3
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections import defaultdict
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from types import FrameType
+
+import yaml
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "tests"))
+
+from sshd import TEST_USER, SshServer, ensure_test_user  # noqa: E402
+
+GPUS_PER_HOST = 8
+FAKE_GPU = {"name": "NVIDIA Fake GPU", "memory_total": 16384, "memory_used": 0, "utilization": 0}
+SAMPLE_EVERY = 0.2
+TICKS = os.sysconf("SC_CLK_TCK")
+
+# One metric line a second for $1 seconds (sh only: 512 of these must not be a Python load).
+TRIAL_SCRIPT = """\
+#!/bin/sh
+i=0
+while [ "$i" -lt "$1" ]; do
+  printf '{"seq": %d, "type": "PERIODICAL", "value": %d}\\n' "$i" "$i" \\
+    >> "$REMOTETUNE_METRICS_FILE"
+  sleep 1
+  i=$((i + 1))
+done
+"""
+
+
+@dataclass(frozen=True)
+class Row:
+    hosts: int
+    gpus: int
+    trials: int
+    at_once: int
+    gap_median_ms: float
+    gap_p99_ms: float
+    gap_max_ms: float
+    wall_s: float
+    ideal_s: float
+    over_s: float
+    first_s: float
+    cpu_steady_pct: float
+    cpu_total_pct: float
+    cpu_s: float
+    rss_peak_mb: float
+    load: float
+    setup_s: float
+
+
+@dataclass(frozen=True)
+class Sample:
+    time: float
+    cpu: float  # seconds of CPU, all threads
+    rss_kb: int
+    hwm_kb: int
+
+
+@dataclass(frozen=True)
+class Trial:
+    host: str
+    gpu: int
+    started: float
+    ended: float
+    status: str
+
+
+# ---------------------------------------------------------------------------- hosts
+
+
+def _bench_workdir(server: SshServer) -> tuple[str, Path]:
+    """(workdir for machines.yml, its path here): in the test user's home, never /tmp."""
+    home = Path(pwd.getpwnam(TEST_USER).pw_dir)
+    return f"~/.remotetune-bench/{server.server_id}", home / ".remotetune-bench" / server.server_id
+
+
+def _destroy(server: SshServer) -> None:
+    server.destroy()
+    shutil.rmtree(_bench_workdir(server)[1], ignore_errors=True)
+
+
+@contextmanager
+def sshd_hosts(count: int) -> Iterator[list[SshServer]]:
+    """``count`` sshd servers with 8 fake GPUs each, started in parallel; all destroyed after.
+
+    The servers are built one by one (each build runs chpasswd, which locks /etc/shadow), then
+    started from a thread pool. Each waits for its own banner, so a slow start only costs time.
+    """
+    ensure_test_user()
+    servers: list[SshServer] = []
+    try:
+        for _ in range(count):
+            servers.append(SshServer(gpus=[FAKE_GPU] * GPUS_PER_HOST, log_level="ERROR"))
+        with ThreadPoolExecutor(max_workers=min(16, count)) as pool:
+            list(pool.map(lambda s: s.start(timeout=60.0), servers))
+        yield servers
+    finally:
+        with ThreadPoolExecutor(max_workers=min(16, max(1, len(servers)))) as pool:
+            list(pool.map(_destroy, servers))
+
+
+# ---------------------------------------------------------------------------- experiment
+
+
+def write_files(base: Path, servers: list[SshServer], seconds: int, rounds: int) -> None:
+    code = base / "code"
+    code.mkdir()
+    (code / "trial.sh").write_text(TRIAL_SCRIPT)
+    machines = {"machines": [{
+        "name": f"h{k:02d}", "host": "127.0.0.1", "port": server.port, "user": TEST_USER,
+        "identityFile": str(server.client_key), "knownHostsFile": str(server.known_hosts),
+        "useAgent": False, "workdir": _bench_workdir(server)[0],
+    } for k, server in enumerate(servers)]}
+    slots = GPUS_PER_HOST * len(servers)
+    experiment = {
+        "experimentName": f"bench-scale-{len(servers)}",
+        "searchSpace": {"x": {"_type": "uniform", "_value": [0, 1]}},
+        "trialCommand": f"sh trial.sh {seconds}",
+        "trialCodeDirectory": str(code),
+        "trialGpuNumber": 1,
+        "trialConcurrency": slots,
+        "maxTrialNumber": rounds * slots,
+        "tuner": {"name": "Random"},
+    }
+    (base / "machines.yml").write_text(yaml.safe_dump(machines))
+    (base / "experiment.yml").write_text(yaml.safe_dump(experiment))
+
+
+def _read_proc(pid: int) -> Sample | None:
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as handle:
+            fields = handle.read().decode().rsplit(")", 1)[1].split()
+        with open(f"/proc/{pid}/status") as handle:
+            status = dict(line.split(":", 1) for line in handle if ":" in line)
+    except (OSError, ValueError):
+        return None
+    if fields[0] == "Z":  # exited, not yet reaped: no more figures
+        return None
+    cpu = (int(fields[11]) + int(fields[12])) / TICKS  # utime, stime
+    rss = int(status.get("VmRSS", "0 kB").split()[0])
+    hwm = int(status.get("VmHWM", "0 kB").split()[0])
+    return Sample(time.time(), cpu, rss, hwm)
+
+
+def run_cli(base: Path, timeout: float) -> tuple[float, float, list[Sample]]:
+    """Run the experiment through the CLI: (spawn time, exit time, samples of the process)."""
+    env = dict(os.environ, REMOTETUNE_HOME=str(base / "home"),
+               PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    samples: list[Sample] = []
+    with open(base / "cli.log", "wb") as log:
+        t0 = time.time()
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "remotetune.cli", "run", str(base / "experiment.yml"),
+             "--machines", str(base / "machines.yml"), "--plain"],
+            env=env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, cwd=base,
+        )
+        try:
+            while proc.poll() is None:
+                sample = _read_proc(proc.pid)
+                if sample is not None:
+                    samples.append(sample)
+                if time.time() - t0 > timeout:
+                    raise RuntimeError(f"the CLI ran past {timeout:.0f} s")
+                time.sleep(SAMPLE_EVERY)
+            t1 = time.time()
+        finally:
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGINT)  # let it stop its trials, then insist
+                try:
+                    proc.wait(timeout=20)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+                    proc.wait()
+    if proc.returncode != 0:
+        tail = (base / "cli.log").read_text(errors="replace")[-3000:]
+        raise RuntimeError(f"the CLI exited {proc.returncode}:\n{tail}")
+    return t0, t1, samples
+
+
+def read_trials(db: Path) -> list[Trial]:
+    """Every trial of the (only) experiment, from the store opened read-only."""
+    conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
+    try:
+        rows = conn.execute(
+            "select host, gpus, started_at, ended_at, status from trials").fetchall()
+    finally:
+        conn.close()
+    trials = []
+    for host, gpus, started, ended, status in rows:
+        indices = json.loads(gpus) if gpus else []
+        if started is None or ended is None or len(indices) != 1:
+            raise RuntimeError(f"trial on {host} gpus {gpus}: started {started}, ended {ended}, "
+                               f"status {status}")
+        trials.append(Trial(host, int(indices[0]), float(started), float(ended), status))
+    return trials
+
+
+# ---------------------------------------------------------------------------- figures
+
+
+def most_at_once(trials: list[Trial]) -> int:
+    events = sorted([(t.started, 1) for t in trials] + [(t.ended, -1) for t in trials])
+    running = best = 0
+    for _, step in events:  # at equal times the end (-1) sorts first
+        running += step
+        best = max(best, running)
+    return best
+
+
+def refill_gaps(trials: list[Trial]) -> list[float]:
+    """From a trial's end to the next start on the same host:GPU, in seconds."""
+    by_slot: dict[tuple[str, int], list[Trial]] = defaultdict(list)
+    for trial in trials:
+        by_slot[(trial.host, trial.gpu)].append(trial)
+    gaps = []
+    for slot in by_slot.values():
+        slot.sort(key=lambda t: t.started)
+        gaps += [nxt.started - prev.ended for prev, nxt in zip(slot, slot[1:], strict=False)]
+    return gaps
+
+
+def percentile(values: list[float], q: float) -> float:
+    """The nearest-rank percentile (q in 0..100) of a non-empty list."""
+    ordered = sorted(values)
+    rank = max(1, -(-len(ordered) * q // 100))
+    return ordered[int(rank) - 1]
+
+
+def cpu_percent(samples: list[Sample], start: float, end: float) -> float:
+    """CPU as % of one core between the samples nearest to ``start`` and ``end``."""
+    inside = [s for s in samples if start <= s.time <= end]
+    if len(inside) < 2:
+        return float("nan")
+    first, last = inside[0], inside[-1]
+    return 100.0 * (last.cpu - first.cpu) / (last.time - first.time)
+
+
+def figures(hosts: int, trials: list[Trial], t0: float, t1: float, samples: list[Sample],
+            seconds: int, rounds: int) -> Row:
+    gaps = refill_gaps(trials) or [float("nan")]
+    first_start = min(t.started for t in trials)
+    last_end = max(t.ended for t in trials)
+    quarter = (last_end - first_start) / 4
+    last = samples[-1] if samples else Sample(t0, float("nan"), 0, 0)
+    return Row(
+        hosts=hosts, gpus=hosts * GPUS_PER_HOST, trials=len(trials),
+        at_once=most_at_once(trials),
+        gap_median_ms=1000 * statistics.median(gaps), gap_p99_ms=1000 * percentile(gaps, 99),
+        gap_max_ms=1000 * max(gaps),
+        wall_s=t1 - t0, ideal_s=float(rounds * seconds), over_s=t1 - t0 - rounds * seconds,
+        first_s=first_start - t0,
+        cpu_steady_pct=cpu_percent(samples, first_start + quarter, last_end - quarter),
+        cpu_total_pct=100.0 * last.cpu / max(1e-9, last.time - t0), cpu_s=last.cpu,
+        rss_peak_mb=max((s.hwm_kb for s in samples), default=0) / 1024,
+        load=os.getloadavg()[0], setup_s=0.0,
+    )
+
+
+def measure(hosts: int, seconds: int, rounds: int, timeout: float) -> Row:
+    """Set up N hosts (not timed), run the experiment through the CLI, tear down."""
+    load = os.getloadavg()[0]
+    setup0 = time.time()
+    with sshd_hosts(hosts) as servers, tempfile.TemporaryDirectory(prefix="rt-scale-") as tmp:
+        setup = time.time() - setup0
+        base = Path(tmp)
+        write_files(base, servers, seconds, rounds)
+        t0, t1, samples = run_cli(base, timeout)
+        trials = read_trials(base / "home" / "remotetune.db")
+    expected = rounds * hosts * GPUS_PER_HOST
+    bad = [t for t in trials if t.status != "SUCCEEDED"]
+    if len(trials) != expected or bad:
+        raise RuntimeError(f"{len(trials)} trials of {expected}, {len(bad)} did not succeed")
+    row = figures(hosts, trials, t0, t1, samples, seconds, rounds)
+    return Row(**dict(asdict(row), load=load, setup_s=setup))
+
+
+# ---------------------------------------------------------------------------- output
+
+
+HEADER = ("| hosts × GPUs | trials at once | refill gap median / p99 (max) | wall (ideal, over) "
+          "| first trial after | controller CPU steady / whole | peak RSS | load | host set-up |")
+
+
+def table_row(r: Row) -> str:
+    return (f"| {r.hosts} × {GPUS_PER_HOST} | {r.at_once} | {r.gap_median_ms:,.0f} / "
+            f"{r.gap_p99_ms:,.0f} ms ({r.gap_max_ms:,.0f}) | {r.wall_s:.1f} s ({r.ideal_s:.0f} s, "
+            f"+{r.over_s:.1f}) | {r.first_s:.2f} s | {r.cpu_steady_pct:.0f}% / "
+            f"{r.cpu_total_pct:.0f}% ({r.cpu_s:.1f} s) | {r.rss_peak_mb:.0f} MB | {r.load:.1f} "
+            f"| {r.setup_s:.1f} s |")
+
+
+def _interrupt(signum: int, frame: FrameType | None) -> None:
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
+def _host_counts(text: str) -> list[int]:
+    counts = [int(part) for part in text.split(",") if part.strip()]
+    if not counts or any(n < 1 for n in counts):
+        raise argparse.ArgumentTypeError("a comma-separated list of host counts >= 1")
+    return counts
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--hosts", type=_host_counts, default=[1, 8, 64],
+                        help="comma-separated host counts (default 1,8,64)")
+    parser.add_argument("--seconds", type=int, default=4, help="trial length D (default 4)")
+    parser.add_argument("--rounds", type=int, default=2, help="trials per GPU (default 2)")
+    parser.add_argument("--timeout", type=float, default=600.0, help="per run, seconds")
+    parser.add_argument("--json", action="store_true", help="print the rows as JSON")
+    args = parser.parse_args()
+    signal.signal(signal.SIGTERM, _interrupt)  # clean up as on Ctrl-C
+    rows: list[Row] = []
+    if not args.json:
+        print(time.strftime("%Y-%m-%d %H:%M %Z"), f"{os.cpu_count()} cores, load",
+              " ".join(f"{x:.1f}" for x in os.getloadavg()),
+              f"- {args.rounds} rounds of {args.seconds} s, trialGpuNumber 1", flush=True)
+        print(HEADER)
+        print("|" + "---|" * (HEADER.count("|") - 1))
+    for hosts in args.hosts:
+        row = measure(hosts, args.seconds, args.rounds, args.timeout)
+        rows.append(row)
+        if not args.json:
+            print(table_row(row), flush=True)
+    if args.json:
+        print(json.dumps([asdict(r) for r in rows], indent=2))
+
+
+if __name__ == "__main__":
+    main()
