@@ -55,7 +55,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests"))
 
-from sshd import TEST_USER, SshServer, ensure_test_user  # noqa: E402
+from sshd import MARKER_ENV, TEST_USER, SshServer, ensure_test_user  # noqa: E402
 
 GPUS_PER_HOST = 8
 FAKE_GPU = {"name": "NVIDIA Fake GPU", "memory_total": 16384, "memory_used": 0, "utilization": 0}
@@ -92,7 +92,13 @@ class Row:
     cpu_total_pct: float
     cpu_s: float
     rss_peak_mb: float
+    machine_pct: float  # the whole machine's busy CPU, % of one core (steady state)
+    sshd_pct: float  # the bench's sshd processes (listeners and per-connection)
+    agents_pct: float  # the hosts' agents (under sshd), and what they spawn
+    trials_pct: float  # the trials, their launchers and reaped children (approximate)
+    rest_pct: float  # everything else: other users' work, this script
     load: float
+    load_after: float
     setup_s: float
 
 
@@ -111,6 +117,103 @@ class Trial:
     started: float
     ended: float
     status: str
+
+
+@dataclass(frozen=True)
+class Usage:
+    """Cumulative CPU seconds at one time: the machine's busy time and per-process times."""
+
+    time: float
+    machine: float
+    procs: dict[int, tuple[str, float]]  # pid -> (kind, utime + stime)
+
+
+def _machine_busy() -> float:
+    with open("/proc/stat") as handle:
+        values = [int(v) for v in handle.readline().split()[1:]]
+    return (sum(values) - values[3] - values[4]) / TICKS  # all but idle and iowait
+
+
+def _proc_table() -> dict[int, tuple[int, str, float, float]]:
+    """pid -> (ppid, comm, own CPU, CPU of its reaped children) of every process now."""
+    table = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat", "rb") as handle:
+                text = handle.read().decode(errors="replace")
+        except OSError:
+            continue
+        comm = text[text.find("(") + 1:text.rfind(")")]
+        fields = text.rsplit(")", 1)[1].split()
+        table[int(entry)] = (int(fields[1]), comm, (int(fields[11]) + int(fields[12])) / TICKS,
+                             (int(fields[13]) + int(fields[14])) / TICKS)
+    return table
+
+
+def _is_trial(pid: int, markers: set[bytes]) -> bool:
+    """True when the process carries one of the bench's sshd markers (a session's child)."""
+    try:
+        with open(f"/proc/{pid}/environ", "rb") as handle:
+            return not markers.isdisjoint(handle.read().split(b"\0"))
+    except OSError:
+        return False
+
+
+def usage(controller: int, listeners: set[int], markers: set[bytes]) -> Usage:
+    """Who uses the CPU now: the controller, sshd, the agents (under the listeners), trials.
+
+    The agent is what an sshd session runs (``sh -c`` and the python under it); what that
+    python starts (launchers, trials) counts as trials. A trial's figure includes its reaped
+    children (each ``sleep``), an agent's does not (it reaps the launchers). /proc counts in
+    clock ticks per process, so a short-lived process often shows 0.
+    """
+    machine = _machine_busy()
+    table = _proc_table()
+    kinds: dict[int, str] = {}
+
+    def kind(pid: int) -> str:
+        chain = []
+        while pid not in kinds and pid > 1 and pid in table:
+            chain.append(pid)
+            pid = table[pid][0]
+        found = kinds.get(pid, "controller" if pid == controller else
+                          "sshd" if pid in listeners else "other")
+        for child in reversed(chain):  # walk back down, from the ancestor found
+            if child == controller:
+                found = "controller"
+            elif child in listeners:
+                found = "sshd"
+            elif found == "sshd":  # an agent is what an sshd session runs
+                found = "sshd" if table[child][1].startswith("sshd") else "agents"
+            elif found == "agents" and table[table[child][0]][1].startswith("python"):
+                found = "trials"  # what the agent (python, under its sh -c) starts
+            kinds[child] = found
+        return found
+
+    procs = {}
+    for pid, (_, _, cpu, reaped) in table.items():
+        found = kind(pid)
+        if found == "other" and _is_trial(pid, markers):  # a trial its agent left behind
+            found = "trials"
+        if found != "other":
+            procs[pid] = (found, cpu + reaped if found == "trials" else cpu)
+    return Usage(time.time(), machine, procs)
+
+
+def usage_percent(before: Usage, after: Usage) -> dict[str, float]:
+    """CPU between two usages, % of one core: machine, controller, sshd, agents, trials, rest."""
+    span = max(1e-9, after.time - before.time)
+    spent: dict[str, float] = defaultdict(float)
+    for pid, (kind, cpu) in after.procs.items():
+        old = before.procs.get(pid)
+        spent[kind] += cpu - (old[1] if old and old[0] == kind else 0.0)
+    mine = ("controller", "sshd", "agents", "trials")
+    out = {k: 100.0 * spent[k] / span for k in mine}
+    out["machine"] = 100.0 * (after.machine - before.machine) / span
+    out["rest"] = out["machine"] - sum(out[k] for k in mine)
+    return out
 
 
 # ---------------------------------------------------------------------------- hosts
@@ -190,11 +293,24 @@ def _read_proc(pid: int) -> Sample | None:
     return Sample(time.time(), cpu, rss, hwm)
 
 
-def run_cli(base: Path, timeout: float) -> tuple[float, float, list[Sample]]:
-    """Run the experiment through the CLI: (spawn time, exit time, samples of the process)."""
+@dataclass(frozen=True)
+class Trace:
+    """One CLI run: spawn and exit times, the controller's samples, the CPU usages."""
+
+    t0: float
+    t1: float
+    samples: list[Sample]
+    usages: list[Usage]
+
+
+def run_cli(base: Path, servers: list[SshServer], timeout: float) -> Trace:
+    """Run the experiment through the CLI, sampling its process (and, every second, all)."""
     env = dict(os.environ, REMOTETUNE_HOME=str(base / "home"),
                PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
     samples: list[Sample] = []
+    usages: list[Usage] = []
+    listeners = {s.proc.pid for s in servers if s.proc is not None}
+    markers = {f"{MARKER_ENV}={s.server_id}".encode() for s in servers}
     with open(base / "cli.log", "wb") as log:
         t0 = time.time()
         proc = subprocess.Popen(
@@ -207,6 +323,8 @@ def run_cli(base: Path, timeout: float) -> tuple[float, float, list[Sample]]:
                 sample = _read_proc(proc.pid)
                 if sample is not None:
                     samples.append(sample)
+                    if len(samples) % int(1 / SAMPLE_EVERY) == 1:
+                        usages.append(usage(proc.pid, listeners, markers))
                 if time.time() - t0 > timeout:
                     raise RuntimeError(f"the CLI ran past {timeout:.0f} s")
                 time.sleep(SAMPLE_EVERY)
@@ -222,7 +340,7 @@ def run_cli(base: Path, timeout: float) -> tuple[float, float, list[Sample]]:
     if proc.returncode != 0:
         tail = (base / "cli.log").read_text(errors="replace")[-3000:]
         raise RuntimeError(f"the CLI exited {proc.returncode}:\n{tail}")
-    return t0, t1, samples
+    return Trace(t0, t1, samples, usages)
 
 
 def read_trials(db: Path) -> list[Trial]:
@@ -283,13 +401,21 @@ def cpu_percent(samples: list[Sample], start: float, end: float) -> float:
     return 100.0 * (last.cpu - first.cpu) / (last.time - first.time)
 
 
-def figures(hosts: int, trials: list[Trial], t0: float, t1: float, samples: list[Sample],
-            seconds: int, rounds: int) -> Row:
+def steady_usage(usages: list[Usage], start: float, end: float) -> dict[str, float]:
+    inside = [u for u in usages if start <= u.time <= end]
+    if len(inside) < 2:
+        return defaultdict(lambda: float("nan"))
+    return usage_percent(inside[0], inside[-1])
+
+
+def figures(hosts: int, trials: list[Trial], trace: Trace, seconds: int, rounds: int) -> Row:
+    t0, t1, samples = trace.t0, trace.t1, trace.samples
     gaps = refill_gaps(trials) or [float("nan")]
     first_start = min(t.started for t in trials)
     last_end = max(t.ended for t in trials)
     quarter = (last_end - first_start) / 4
     last = samples[-1] if samples else Sample(t0, float("nan"), 0, 0)
+    cpu = steady_usage(trace.usages, first_start + quarter, last_end - quarter)
     return Row(
         hosts=hosts, gpus=hosts * GPUS_PER_HOST, trials=len(trials),
         at_once=most_at_once(trials),
@@ -300,7 +426,9 @@ def figures(hosts: int, trials: list[Trial], t0: float, t1: float, samples: list
         cpu_steady_pct=cpu_percent(samples, first_start + quarter, last_end - quarter),
         cpu_total_pct=100.0 * last.cpu / max(1e-9, last.time - t0), cpu_s=last.cpu,
         rss_peak_mb=max((s.hwm_kb for s in samples), default=0) / 1024,
-        load=os.getloadavg()[0], setup_s=0.0,
+        machine_pct=cpu["machine"], sshd_pct=cpu["sshd"], agents_pct=cpu["agents"],
+        trials_pct=cpu["trials"], rest_pct=cpu["rest"], load=float("nan"),
+        load_after=os.getloadavg()[0], setup_s=0.0,
     )
 
 
@@ -312,13 +440,13 @@ def measure(hosts: int, seconds: int, rounds: int, timeout: float) -> Row:
         setup = time.time() - setup0
         base = Path(tmp)
         write_files(base, servers, seconds, rounds)
-        t0, t1, samples = run_cli(base, timeout)
+        trace = run_cli(base, servers, timeout)
         trials = read_trials(base / "home" / "remotetune.db")
     expected = rounds * hosts * GPUS_PER_HOST
     bad = [t for t in trials if t.status != "SUCCEEDED"]
     if len(trials) != expected or bad:
         raise RuntimeError(f"{len(trials)} trials of {expected}, {len(bad)} did not succeed")
-    row = figures(hosts, trials, t0, t1, samples, seconds, rounds)
+    row = figures(hosts, trials, trace, seconds, rounds)
     return Row(**dict(asdict(row), load=load, setup_s=setup))
 
 
@@ -326,15 +454,18 @@ def measure(hosts: int, seconds: int, rounds: int, timeout: float) -> Row:
 
 
 HEADER = ("| hosts × GPUs | trials at once | refill gap median / p99 (max) | wall (ideal, over) "
-          "| first trial after | controller CPU steady / whole | peak RSS | load | host set-up |")
+          "| first trial after | controller CPU steady / whole | peak RSS "
+          "| steady CPU: sshd / agents / trials / others (machine) | load before → after "
+          "| host set-up |")
 
 
 def table_row(r: Row) -> str:
     return (f"| {r.hosts} × {GPUS_PER_HOST} | {r.at_once} | {r.gap_median_ms:,.0f} / "
             f"{r.gap_p99_ms:,.0f} ms ({r.gap_max_ms:,.0f}) | {r.wall_s:.1f} s ({r.ideal_s:.0f} s, "
             f"+{r.over_s:.1f}) | {r.first_s:.2f} s | {r.cpu_steady_pct:.0f}% / "
-            f"{r.cpu_total_pct:.0f}% ({r.cpu_s:.1f} s) | {r.rss_peak_mb:.0f} MB | {r.load:.1f} "
-            f"| {r.setup_s:.1f} s |")
+            f"{r.cpu_total_pct:.0f}% ({r.cpu_s:.1f} s) | {r.rss_peak_mb:.0f} MB | "
+            f"{r.sshd_pct:.0f} / {r.agents_pct:.0f} / {r.trials_pct:.0f} / {r.rest_pct:.0f}% "
+            f"({r.machine_pct:.0f}%) | {r.load:.1f} → {r.load_after:.1f} | {r.setup_s:.1f} s |")
 
 
 def _interrupt(signum: int, frame: FrameType | None) -> None:
