@@ -55,12 +55,12 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests"))
 
+from _procstat import Sample, Usage, cpu_percent, read_proc, usage, usage_percent  # noqa: E402
 from sshd import MARKER_ENV, TEST_USER, SshServer, ensure_test_user  # noqa: E402
 
 GPUS_PER_HOST = 8
 FAKE_GPU = {"name": "NVIDIA Fake GPU", "memory_total": 16384, "memory_used": 0, "utilization": 0}
 SAMPLE_EVERY = 0.2
-TICKS = os.sysconf("SC_CLK_TCK")
 
 # One metric line a second for $1 seconds (sh only: 512 of these must not be a Python load).
 TRIAL_SCRIPT = """\
@@ -103,117 +103,12 @@ class Row:
 
 
 @dataclass(frozen=True)
-class Sample:
-    time: float
-    cpu: float  # seconds of CPU, all threads
-    rss_kb: int
-    hwm_kb: int
-
-
-@dataclass(frozen=True)
 class Trial:
     host: str
     gpu: int
     started: float
     ended: float
     status: str
-
-
-@dataclass(frozen=True)
-class Usage:
-    """Cumulative CPU seconds at one time: the machine's busy time and per-process times."""
-
-    time: float
-    machine: float
-    procs: dict[int, tuple[str, float]]  # pid -> (kind, utime + stime)
-
-
-def _machine_busy() -> float:
-    with open("/proc/stat") as handle:
-        values = [int(v) for v in handle.readline().split()[1:]]
-    return (sum(values) - values[3] - values[4]) / TICKS  # all but idle and iowait
-
-
-def _proc_table() -> dict[int, tuple[int, str, float, float]]:
-    """pid -> (ppid, comm, own CPU, CPU of its reaped children) of every process now."""
-    table = {}
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/stat", "rb") as handle:
-                text = handle.read().decode(errors="replace")
-        except OSError:
-            continue
-        comm = text[text.find("(") + 1:text.rfind(")")]
-        fields = text.rsplit(")", 1)[1].split()
-        table[int(entry)] = (int(fields[1]), comm, (int(fields[11]) + int(fields[12])) / TICKS,
-                             (int(fields[13]) + int(fields[14])) / TICKS)
-    return table
-
-
-def _is_trial(pid: int, markers: set[bytes]) -> bool:
-    """True when the process carries one of the bench's sshd markers (a session's child)."""
-    try:
-        with open(f"/proc/{pid}/environ", "rb") as handle:
-            return not markers.isdisjoint(handle.read().split(b"\0"))
-    except OSError:
-        return False
-
-
-def usage(controller: int, listeners: set[int], markers: set[bytes]) -> Usage:
-    """Who uses the CPU now: the controller, sshd, the agents (under the listeners), trials.
-
-    The agent is what an sshd session runs (``sh -c`` and the python under it); what that
-    python starts (launchers, trials) counts as trials. A trial's figure includes its reaped
-    children (each ``sleep``), an agent's does not (it reaps the launchers). /proc counts in
-    clock ticks per process, so a short-lived process often shows 0.
-    """
-    machine = _machine_busy()
-    table = _proc_table()
-    kinds: dict[int, str] = {}
-
-    def kind(pid: int) -> str:
-        chain = []
-        while pid not in kinds and pid > 1 and pid in table:
-            chain.append(pid)
-            pid = table[pid][0]
-        found = kinds.get(pid, "controller" if pid == controller else
-                          "sshd" if pid in listeners else "other")
-        for child in reversed(chain):  # walk back down, from the ancestor found
-            if child == controller:
-                found = "controller"
-            elif child in listeners:
-                found = "sshd"
-            elif found == "sshd":  # an agent is what an sshd session runs
-                found = "sshd" if table[child][1].startswith("sshd") else "agents"
-            elif found == "agents" and table[table[child][0]][1].startswith("python"):
-                found = "trials"  # what the agent (python, under its sh -c) starts
-            kinds[child] = found
-        return found
-
-    procs = {}
-    for pid, (_, _, cpu, reaped) in table.items():
-        found = kind(pid)
-        if found == "other" and _is_trial(pid, markers):  # a trial its agent left behind
-            found = "trials"
-        if found != "other":
-            procs[pid] = (found, cpu + reaped if found == "trials" else cpu)
-    return Usage(time.time(), machine, procs)
-
-
-def usage_percent(before: Usage, after: Usage) -> dict[str, float]:
-    """CPU between two usages, % of one core: machine, controller, sshd, agents, trials, rest."""
-    span = max(1e-9, after.time - before.time)
-    spent: dict[str, float] = defaultdict(float)
-    for pid, (kind, cpu) in after.procs.items():
-        old = before.procs.get(pid)
-        spent[kind] += cpu - (old[1] if old and old[0] == kind else 0.0)
-    mine = ("controller", "sshd", "agents", "trials")
-    out = {k: 100.0 * spent[k] / span for k in mine}
-    out["machine"] = 100.0 * (after.machine - before.machine) / span
-    out["rest"] = out["machine"] - sum(out[k] for k in mine)
-    return out
 
 
 # ---------------------------------------------------------------------------- hosts
@@ -277,22 +172,6 @@ def write_files(base: Path, servers: list[SshServer], seconds: int, rounds: int)
     (base / "experiment.yml").write_text(yaml.safe_dump(experiment))
 
 
-def _read_proc(pid: int) -> Sample | None:
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as handle:
-            fields = handle.read().decode().rsplit(")", 1)[1].split()
-        with open(f"/proc/{pid}/status") as handle:
-            status = dict(line.split(":", 1) for line in handle if ":" in line)
-    except (OSError, ValueError):
-        return None
-    if fields[0] == "Z":  # exited, not yet reaped: no more figures
-        return None
-    cpu = (int(fields[11]) + int(fields[12])) / TICKS  # utime, stime
-    rss = int(status.get("VmRSS", "0 kB").split()[0])
-    hwm = int(status.get("VmHWM", "0 kB").split()[0])
-    return Sample(time.time(), cpu, rss, hwm)
-
-
 @dataclass(frozen=True)
 class Trace:
     """One CLI run: spawn and exit times, the controller's samples, the CPU usages."""
@@ -303,7 +182,20 @@ class Trace:
     usages: list[Usage]
 
 
-def run_cli(base: Path, servers: list[SshServer], timeout: float) -> Trace:
+def _profiler(pid: int, out: Path | None) -> subprocess.Popen[bytes] | None:
+    """py-spy recording ``pid`` into ``out`` (collapsed stacks), or None without ``out``."""
+    if out is None:
+        return None
+    spy = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
+    return subprocess.Popen(
+        [spy, "record", "--pid", str(pid), "--rate", "50", "--nonblocking", "--threads",
+         "--format", "raw", "--output", str(out)],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL,
+    )
+
+
+def run_cli(base: Path, servers: list[SshServer], timeout: float,
+            profile: Path | None = None) -> Trace:
     """Run the experiment through the CLI, sampling its process (and, every second, all)."""
     env = dict(os.environ, REMOTETUNE_HOME=str(base / "home"),
                PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
@@ -318,9 +210,10 @@ def run_cli(base: Path, servers: list[SshServer], timeout: float) -> Trace:
              "--machines", str(base / "machines.yml"), "--plain"],
             env=env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, cwd=base,
         )
+        spy = _profiler(proc.pid, profile)
         try:
             while proc.poll() is None:
-                sample = _read_proc(proc.pid)
+                sample = read_proc(proc.pid)
                 if sample is not None:
                     samples.append(sample)
                     if len(samples) % int(1 / SAMPLE_EVERY) == 1:
@@ -337,6 +230,12 @@ def run_cli(base: Path, servers: list[SshServer], timeout: float) -> Trace:
                 except subprocess.TimeoutExpired:
                     proc.kill()
                     proc.wait()
+            if spy is not None:  # it writes its file when the target exits
+                try:
+                    spy.wait(timeout=30)
+                except subprocess.TimeoutExpired:
+                    spy.kill()
+                    spy.wait()
     if proc.returncode != 0:
         tail = (base / "cli.log").read_text(errors="replace")[-3000:]
         raise RuntimeError(f"the CLI exited {proc.returncode}:\n{tail}")
@@ -392,15 +291,6 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[int(rank) - 1]
 
 
-def cpu_percent(samples: list[Sample], start: float, end: float) -> float:
-    """CPU as % of one core between the samples nearest to ``start`` and ``end``."""
-    inside = [s for s in samples if start <= s.time <= end]
-    if len(inside) < 2:
-        return float("nan")
-    first, last = inside[0], inside[-1]
-    return 100.0 * (last.cpu - first.cpu) / (last.time - first.time)
-
-
 def steady_usage(usages: list[Usage], start: float, end: float) -> dict[str, float]:
     inside = [u for u in usages if start <= u.time <= end]
     if len(inside) < 2:
@@ -432,7 +322,8 @@ def figures(hosts: int, trials: list[Trial], trace: Trace, seconds: int, rounds:
     )
 
 
-def measure(hosts: int, seconds: int, rounds: int, timeout: float) -> Row:
+def measure(hosts: int, seconds: int, rounds: int, timeout: float,
+            profile: Path | None = None) -> Row:
     """Set up N hosts (not timed), run the experiment through the CLI, tear down."""
     load = os.getloadavg()[0]
     setup0 = time.time()
@@ -440,7 +331,7 @@ def measure(hosts: int, seconds: int, rounds: int, timeout: float) -> Row:
         setup = time.time() - setup0
         base = Path(tmp)
         write_files(base, servers, seconds, rounds)
-        trace = run_cli(base, servers, timeout)
+        trace = run_cli(base, servers, timeout, profile)
         trials = read_trials(base / "home" / "remotetune.db")
     expected = rounds * hosts * GPUS_PER_HOST
     bad = [t for t in trials if t.status != "SUCCEEDED"]
@@ -487,6 +378,9 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=2, help="trials per GPU (default 2)")
     parser.add_argument("--timeout", type=float, default=600.0, help="per run, seconds")
     parser.add_argument("--json", action="store_true", help="print the rows as JSON")
+    parser.add_argument("--py-spy", type=Path, metavar="PREFIX",
+                        help="record the controller with py-spy into PREFIX-<hosts>.txt "
+                             "(collapsed stacks; py-spy must be installed)")
     args = parser.parse_args()
     signal.signal(signal.SIGTERM, _interrupt)  # clean up as on Ctrl-C
     rows: list[Row] = []
@@ -497,7 +391,8 @@ def main() -> None:
         print(HEADER)
         print("|" + "---|" * (HEADER.count("|") - 1))
     for hosts in args.hosts:
-        row = measure(hosts, args.seconds, args.rounds, args.timeout)
+        profile = None if args.py_spy is None else Path(f"{args.py_spy}-{hosts}.txt")
+        row = measure(hosts, args.seconds, args.rounds, args.timeout, profile)
         rows.append(row)
         if not args.json:
             print(table_row(row), flush=True)

@@ -1,0 +1,146 @@
+"""What processes cost, from /proc (for bench_scale.py): one process's CPU and RSS, and the
+whole machine's CPU split by kind (the controller, the bench's sshd servers, the hosts' agents,
+the trials).
+
+Linux only. CPU times are in clock ticks per process, so a process that lives a few
+milliseconds often shows 0; the machine's total (/proc/stat) has no such loss.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections import defaultdict
+from dataclasses import dataclass
+
+TICKS = os.sysconf("SC_CLK_TCK")
+
+@dataclass(frozen=True)
+class Sample:
+    time: float
+    cpu: float  # seconds of CPU, all threads
+    rss_kb: int
+    hwm_kb: int
+
+
+@dataclass(frozen=True)
+class Usage:
+    """Cumulative CPU seconds at one time: the machine's busy time and per-process times."""
+
+    time: float
+    machine: float
+    procs: dict[int, tuple[str, float]]  # pid -> (kind, utime + stime)
+
+
+def _machine_busy() -> float:
+    with open("/proc/stat") as handle:
+        values = [int(v) for v in handle.readline().split()[1:]]
+    return (sum(values) - values[3] - values[4]) / TICKS  # all but idle and iowait
+
+
+def _proc_table() -> dict[int, tuple[int, str, float, float]]:
+    """pid -> (ppid, comm, own CPU, CPU of its reaped children) of every process now."""
+    table = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat", "rb") as handle:
+                text = handle.read().decode(errors="replace")
+        except OSError:
+            continue
+        comm = text[text.find("(") + 1:text.rfind(")")]
+        fields = text.rsplit(")", 1)[1].split()
+        table[int(entry)] = (int(fields[1]), comm, (int(fields[11]) + int(fields[12])) / TICKS,
+                             (int(fields[13]) + int(fields[14])) / TICKS)
+    return table
+
+
+def _is_trial(pid: int, markers: set[bytes]) -> bool:
+    """True when the process carries one of the bench's sshd markers (a session's child)."""
+    try:
+        with open(f"/proc/{pid}/environ", "rb") as handle:
+            return not markers.isdisjoint(handle.read().split(b"\0"))
+    except OSError:
+        return False
+
+
+def usage(controller: int, listeners: set[int], markers: set[bytes]) -> Usage:
+    """Who uses the CPU now: the controller, sshd, the agents (under the listeners), trials.
+
+    The agent is what an sshd session runs (``sh -c`` and the python under it); what that
+    python starts (launchers, trials) counts as trials. A trial's figure includes its reaped
+    children (each ``sleep``), an agent's does not (it reaps the launchers). /proc counts in
+    clock ticks per process, so a short-lived process often shows 0.
+    """
+    machine = _machine_busy()
+    table = _proc_table()
+    kinds: dict[int, str] = {}
+
+    def kind(pid: int) -> str:
+        chain = []
+        while pid not in kinds and pid > 1 and pid in table:
+            chain.append(pid)
+            pid = table[pid][0]
+        found = kinds.get(pid, "controller" if pid == controller else
+                          "sshd" if pid in listeners else "other")
+        for child in reversed(chain):  # walk back down, from the ancestor found
+            if child == controller:
+                found = "controller"
+            elif child in listeners:
+                found = "sshd"
+            elif found == "sshd":  # an agent is what an sshd session runs
+                found = "sshd" if table[child][1].startswith("sshd") else "agents"
+            elif found == "agents" and table[table[child][0]][1].startswith("python"):
+                found = "trials"  # what the agent (python, under its sh -c) starts
+            kinds[child] = found
+        return found
+
+    procs = {}
+    for pid, (_, _, cpu, reaped) in table.items():
+        found = kind(pid)
+        if found == "other" and _is_trial(pid, markers):  # a trial its agent left behind
+            found = "trials"
+        if found != "other":
+            procs[pid] = (found, cpu + reaped if found == "trials" else cpu)
+    return Usage(time.time(), machine, procs)
+
+
+def usage_percent(before: Usage, after: Usage) -> dict[str, float]:
+    """CPU between two usages, % of one core: machine, controller, sshd, agents, trials, rest."""
+    span = max(1e-9, after.time - before.time)
+    spent: dict[str, float] = defaultdict(float)
+    for pid, (kind, cpu) in after.procs.items():
+        old = before.procs.get(pid)
+        spent[kind] += cpu - (old[1] if old and old[0] == kind else 0.0)
+    mine = ("controller", "sshd", "agents", "trials")
+    out = {k: 100.0 * spent[k] / span for k in mine}
+    out["machine"] = 100.0 * (after.machine - before.machine) / span
+    out["rest"] = out["machine"] - sum(out[k] for k in mine)
+    return out
+
+
+def read_proc(pid: int) -> Sample | None:
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as handle:
+            fields = handle.read().decode().rsplit(")", 1)[1].split()
+        with open(f"/proc/{pid}/status") as handle:
+            status = dict(line.split(":", 1) for line in handle if ":" in line)
+    except (OSError, ValueError):
+        return None
+    if fields[0] == "Z":  # exited, not yet reaped: no more figures
+        return None
+    cpu = (int(fields[11]) + int(fields[12])) / TICKS  # utime, stime
+    rss = int(status.get("VmRSS", "0 kB").split()[0])
+    hwm = int(status.get("VmHWM", "0 kB").split()[0])
+    return Sample(time.time(), cpu, rss, hwm)
+
+
+
+def cpu_percent(samples: list[Sample], start: float, end: float) -> float:
+    """CPU as % of one core between the samples nearest to ``start`` and ``end``."""
+    inside = [s for s in samples if start <= s.time <= end]
+    if len(inside) < 2:
+        return float("nan")
+    first, last = inside[0], inside[-1]
+    return 100.0 * (last.cpu - first.cpu) / (last.time - first.time)
