@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import time
 from collections import defaultdict
+from contextlib import suppress
 from dataclasses import dataclass
 
 TICKS = os.sysconf("SC_CLK_TCK")
@@ -21,6 +22,7 @@ class Sample:
     cpu: float  # seconds of CPU, all threads
     rss_kb: int
     hwm_kb: int
+    waits: dict[int, float]  # thread id -> seconds runnable but waiting for a CPU (schedstat)
 
 
 @dataclass(frozen=True)
@@ -133,8 +135,17 @@ def read_proc(pid: int) -> Sample | None:
     cpu = (int(fields[11]) + int(fields[12])) / TICKS  # utime, stime
     rss = int(status.get("VmRSS", "0 kB").split()[0])
     hwm = int(status.get("VmHWM", "0 kB").split()[0])
-    return Sample(time.time(), cpu, rss, hwm)
+    return Sample(time.time(), cpu, rss, hwm, _run_queue_waits(pid))
 
+
+def _run_queue_waits(pid: int) -> dict[int, float]:
+    waits = {}
+    with suppress(OSError):
+        for tid in os.listdir(f"/proc/{pid}/task"):
+            with suppress(OSError, ValueError, IndexError), \
+                    open(f"/proc/{pid}/task/{tid}/schedstat") as handle:
+                waits[int(tid)] = int(handle.read().split()[1]) / 1e9
+    return waits
 
 
 def cpu_percent(samples: list[Sample], start: float, end: float) -> float:
@@ -144,3 +155,14 @@ def cpu_percent(samples: list[Sample], start: float, end: float) -> float:
         return float("nan")
     first, last = inside[0], inside[-1]
     return 100.0 * (last.cpu - first.cpu) / (last.time - first.time)
+
+
+def wait_percent(samples: list[Sample], start: float, end: float) -> float:
+    """Time the process's threads were runnable but had no CPU, % of one core, between the
+    samples nearest to ``start`` and ``end``: high when the machine is oversubscribed."""
+    inside = [s for s in samples if start <= s.time <= end]
+    if len(inside) < 2:
+        return float("nan")
+    first, last = inside[0], inside[-1]
+    waited = sum(w - first.waits.get(tid, 0.0) for tid, w in last.waits.items())
+    return 100.0 * waited / (last.time - first.time)

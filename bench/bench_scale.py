@@ -55,7 +55,15 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests"))
 
-from _procstat import Sample, Usage, cpu_percent, read_proc, usage, usage_percent  # noqa: E402
+from _procstat import (  # noqa: E402
+    Sample,
+    Usage,
+    cpu_percent,
+    read_proc,
+    usage,
+    usage_percent,
+    wait_percent,
+)
 from sshd import MARKER_ENV, TEST_USER, SshServer, ensure_test_user  # noqa: E402
 
 GPUS_PER_HOST = 8
@@ -89,6 +97,7 @@ class Row:
     over_s: float
     first_s: float
     cpu_steady_pct: float
+    cpu_wait_pct: float  # controller threads runnable but without a CPU (steady state)
     cpu_total_pct: float
     cpu_s: float
     rss_peak_mb: float
@@ -304,7 +313,7 @@ def figures(hosts: int, trials: list[Trial], trace: Trace, seconds: int, rounds:
     first_start = min(t.started for t in trials)
     last_end = max(t.ended for t in trials)
     quarter = (last_end - first_start) / 4
-    last = samples[-1] if samples else Sample(t0, float("nan"), 0, 0)
+    last = samples[-1] if samples else Sample(t0, float("nan"), 0, 0, {})
     cpu = steady_usage(trace.usages, first_start + quarter, last_end - quarter)
     return Row(
         hosts=hosts, gpus=hosts * GPUS_PER_HOST, trials=len(trials),
@@ -314,6 +323,7 @@ def figures(hosts: int, trials: list[Trial], trace: Trace, seconds: int, rounds:
         wall_s=t1 - t0, ideal_s=float(rounds * seconds), over_s=t1 - t0 - rounds * seconds,
         first_s=first_start - t0,
         cpu_steady_pct=cpu_percent(samples, first_start + quarter, last_end - quarter),
+        cpu_wait_pct=wait_percent(samples, first_start + quarter, last_end - quarter),
         cpu_total_pct=100.0 * last.cpu / max(1e-9, last.time - t0), cpu_s=last.cpu,
         rss_peak_mb=max((s.hwm_kb for s in samples), default=0) / 1024,
         machine_pct=cpu["machine"], sshd_pct=cpu["sshd"], agents_pct=cpu["agents"],
@@ -345,7 +355,7 @@ def measure(hosts: int, seconds: int, rounds: int, timeout: float,
 
 
 HEADER = ("| hosts × GPUs | trials at once | refill gap median / p99 (max) | wall (ideal, over) "
-          "| first trial after | controller CPU steady / whole | peak RSS "
+          "| first trial after | controller CPU steady (waiting for a CPU) / whole | peak RSS "
           "| steady CPU: sshd / agents / trials / others (machine) | load before → after "
           "| host set-up |")
 
@@ -353,7 +363,8 @@ HEADER = ("| hosts × GPUs | trials at once | refill gap median / p99 (max) | wa
 def table_row(r: Row) -> str:
     return (f"| {r.hosts} × {GPUS_PER_HOST} | {r.at_once} | {r.gap_median_ms:,.0f} / "
             f"{r.gap_p99_ms:,.0f} ms ({r.gap_max_ms:,.0f}) | {r.wall_s:.1f} s ({r.ideal_s:.0f} s, "
-            f"+{r.over_s:.1f}) | {r.first_s:.2f} s | {r.cpu_steady_pct:.0f}% / "
+            f"+{r.over_s:.1f}) | {r.first_s:.2f} s | {r.cpu_steady_pct:.0f}% "
+            f"({r.cpu_wait_pct:.0f}%) / "
             f"{r.cpu_total_pct:.0f}% ({r.cpu_s:.1f} s) | {r.rss_peak_mb:.0f} MB | "
             f"{r.sshd_pct:.0f} / {r.agents_pct:.0f} / {r.trials_pct:.0f} / {r.rest_pct:.0f}% "
             f"({r.machine_pct:.0f}%) | {r.load:.1f} → {r.load_after:.1f} | {r.setup_s:.1f} s |")
