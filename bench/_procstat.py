@@ -13,6 +13,7 @@ import time
 from collections import defaultdict
 from contextlib import suppress
 from dataclasses import dataclass
+from pathlib import Path
 
 TICKS = os.sysconf("SC_CLK_TCK")
 
@@ -32,6 +33,55 @@ class Usage:
     time: float
     machine: float
     procs: dict[int, tuple[str, float]]  # pid -> (kind, utime + stime)
+    groups: dict[str, float]  # cgroup name -> CPU seconds of every process it ever held
+
+
+class CpuGroups:
+    """cgroup-v1 ``cpuacct`` groups: the exact CPU of a process tree, short-lived processes
+    included (per-process figures in /proc miss them). Processes forked later stay in the
+    group. Empty (and harmless) where /sys/fs/cgroup/cpuacct cannot be written."""
+
+    ROOT = Path("/sys/fs/cgroup/cpuacct")
+
+    def __init__(self, prefix: str) -> None:
+        self.prefix = prefix
+        self.paths: dict[str, Path] = {}
+        self.broken = False
+
+    def add(self, name: str, pid: int) -> None:
+        if self.broken:
+            return
+        path = self.ROOT / f"{self.prefix}-{name}"
+        try:
+            if name not in self.paths:
+                path.mkdir()
+                self.paths[name] = path
+            (path / "cgroup.procs").write_text(f"{pid}\n")
+        except OSError:
+            self.broken = True
+
+    def read(self) -> dict[str, float]:
+        if self.broken:
+            return {}
+        try:
+            return {name: int((path / "cpuacct.usage").read_text()) / 1e9
+                    for name, path in self.paths.items()}
+        except (OSError, ValueError):
+            return {}
+
+    def remove(self) -> None:
+        """Hand any process still inside back to the root group, then delete the groups."""
+        for path in self.paths.values():
+            for _ in range(50):
+                with suppress(OSError):
+                    for pid in (path / "cgroup.procs").read_text().split():
+                        with suppress(OSError):
+                            (self.ROOT / "cgroup.procs").write_text(pid + "\n")
+                    path.rmdir()
+                if not path.exists():
+                    break
+                time.sleep(0.1)
+        self.paths.clear()
 
 
 def _machine_busy() -> float:
@@ -58,17 +108,9 @@ def _proc_table() -> dict[int, tuple[int, str, float, float]]:
     return table
 
 
-def _is_trial(pid: int, markers: set[bytes]) -> bool:
-    """True when the process carries one of the bench's sshd markers (a session's child)."""
-    try:
-        with open(f"/proc/{pid}/environ", "rb") as handle:
-            return not markers.isdisjoint(handle.read().split(b"\0"))
-    except OSError:
-        return False
-
-
-def usage(controller: int, listeners: set[int], markers: set[bytes]) -> Usage:
-    """Who uses the CPU now: the controller, sshd, the agents (under the listeners), trials.
+def usage(controller: int, listeners: set[int], groups: CpuGroups) -> Usage:
+    """Who uses the CPU now: the controller, sshd, the agents (under the listeners), trials,
+    and the cgroups' totals.
 
     The agent is what an sshd session runs (``sh -c`` and the python under it); what that
     python starts (launchers, trials) counts as trials. A trial's figure includes its reaped
@@ -101,11 +143,9 @@ def usage(controller: int, listeners: set[int], markers: set[bytes]) -> Usage:
     procs = {}
     for pid, (_, _, cpu, reaped) in table.items():
         found = kind(pid)
-        if found == "other" and _is_trial(pid, markers):  # a trial its agent left behind
-            found = "trials"
         if found != "other":
             procs[pid] = (found, cpu + reaped if found == "trials" else cpu)
-    return Usage(time.time(), machine, procs)
+    return Usage(time.time(), machine, procs, groups.read())
 
 
 def usage_percent(before: Usage, after: Usage) -> dict[str, float]:
@@ -118,6 +158,13 @@ def usage_percent(before: Usage, after: Usage) -> dict[str, float]:
     mine = ("controller", "sshd", "agents", "trials")
     out = {k: 100.0 * spent[k] / span for k in mine}
     out["machine"] = 100.0 * (after.machine - before.machine) / span
+    group = {k: 100.0 * (v - before.groups.get(k, 0.0)) / span for k, v in after.groups.items()}
+    if "controller" in group:
+        out["controller"] = group["controller"]
+    if "hosts" in group:  # all of sshd, agents and trials: the trials are what is left
+        out["trials"] = max(0.0, group["hosts"] - out["sshd"] - out["agents"])
+    else:
+        out["trials"] = float("nan")
     out["rest"] = out["machine"] - sum(out[k] for k in mine)
     return out
 

@@ -56,6 +56,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests"))
 
 from _procstat import (  # noqa: E402
+    CpuGroups,
     Sample,
     Usage,
     cpu_percent,
@@ -64,7 +65,7 @@ from _procstat import (  # noqa: E402
     usage_percent,
     wait_percent,
 )
-from sshd import MARKER_ENV, TEST_USER, SshServer, ensure_test_user  # noqa: E402
+from sshd import TEST_USER, SshServer, ensure_test_user  # noqa: E402
 
 GPUS_PER_HOST = 8
 FAKE_GPU = {"name": "NVIDIA Fake GPU", "memory_total": 16384, "memory_used": 0, "utilization": 0}
@@ -203,7 +204,23 @@ def _profiler(pid: int, out: Path | None) -> subprocess.Popen[bytes] | None:
     )
 
 
-def run_cli(base: Path, servers: list[SshServer], timeout: float,
+def _stop(proc: subprocess.Popen[bytes], spy: subprocess.Popen[bytes] | None) -> None:
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGINT)  # let it stop its trials, then insist
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+    if spy is not None:  # it writes its file when the target exits
+        try:
+            spy.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            spy.kill()
+            spy.wait()
+
+
+def run_cli(base: Path, servers: list[SshServer], groups: CpuGroups, timeout: float,
             profile: Path | None = None) -> Trace:
     """Run the experiment through the CLI, sampling its process (and, every second, all)."""
     env = dict(os.environ, REMOTETUNE_HOME=str(base / "home"),
@@ -211,7 +228,6 @@ def run_cli(base: Path, servers: list[SshServer], timeout: float,
     samples: list[Sample] = []
     usages: list[Usage] = []
     listeners = {s.proc.pid for s in servers if s.proc is not None}
-    markers = {f"{MARKER_ENV}={s.server_id}".encode() for s in servers}
     with open(base / "cli.log", "wb") as log:
         t0 = time.time()
         proc = subprocess.Popen(
@@ -219,6 +235,7 @@ def run_cli(base: Path, servers: list[SshServer], timeout: float,
              "--machines", str(base / "machines.yml"), "--plain"],
             env=env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, cwd=base,
         )
+        groups.add("controller", proc.pid)
         spy = _profiler(proc.pid, profile)
         try:
             while proc.poll() is None:
@@ -226,25 +243,13 @@ def run_cli(base: Path, servers: list[SshServer], timeout: float,
                 if sample is not None:
                     samples.append(sample)
                     if len(samples) % int(1 / SAMPLE_EVERY) == 1:
-                        usages.append(usage(proc.pid, listeners, markers))
+                        usages.append(usage(proc.pid, listeners, groups))
                 if time.time() - t0 > timeout:
                     raise RuntimeError(f"the CLI ran past {timeout:.0f} s")
                 time.sleep(SAMPLE_EVERY)
             t1 = time.time()
         finally:
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGINT)  # let it stop its trials, then insist
-                try:
-                    proc.wait(timeout=20)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
-                    proc.wait()
-            if spy is not None:  # it writes its file when the target exits
-                try:
-                    spy.wait(timeout=30)
-                except subprocess.TimeoutExpired:
-                    spy.kill()
-                    spy.wait()
+            _stop(proc, spy)
     if proc.returncode != 0:
         tail = (base / "cli.log").read_text(errors="replace")[-3000:]
         raise RuntimeError(f"the CLI exited {proc.returncode}:\n{tail}")
@@ -337,12 +342,20 @@ def measure(hosts: int, seconds: int, rounds: int, timeout: float,
     """Set up N hosts (not timed), run the experiment through the CLI, tear down."""
     load = os.getloadavg()[0]
     setup0 = time.time()
-    with sshd_hosts(hosts) as servers, tempfile.TemporaryDirectory(prefix="rt-scale-") as tmp:
-        setup = time.time() - setup0
-        base = Path(tmp)
-        write_files(base, servers, seconds, rounds)
-        trace = run_cli(base, servers, timeout, profile)
-        trials = read_trials(base / "home" / "remotetune.db")
+    groups = CpuGroups(f"rt-bench-scale-{os.getpid()}")
+    try:
+        with sshd_hosts(hosts) as servers, \
+                tempfile.TemporaryDirectory(prefix="rt-scale-") as tmp:
+            for server in servers:  # sshd, its sessions, the agents, the trials
+                assert server.proc is not None
+                groups.add("hosts", server.proc.pid)
+            setup = time.time() - setup0
+            base = Path(tmp)
+            write_files(base, servers, seconds, rounds)
+            trace = run_cli(base, servers, groups, timeout, profile)
+            trials = read_trials(base / "home" / "remotetune.db")
+    finally:
+        groups.remove()
     expected = rounds * hosts * GPUS_PER_HOST
     bad = [t for t in trials if t.status != "SUCCEEDED"]
     if len(trials) != expected or bad:
