@@ -416,7 +416,10 @@ def main() -> None:
         print("|" + "---|" * (HEADER.count("|") - 1))
     for hosts in args.hosts:
         profile = None if args.py_spy is None else Path(f"{args.py_spy}-{hosts}.txt")
-        row = measure(hosts, args.seconds, args.rounds, args.timeout, profile)
+        try:
+            row = measure(hosts, args.seconds, args.rounds, args.timeout, profile)
+        except KeyboardInterrupt:
+            sys.exit("interrupted: the hosts, their processes and the temp files are removed")
         rows.append(row)
         if not args.json:
             print(table_row(row), flush=True)
