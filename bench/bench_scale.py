@@ -48,6 +48,7 @@ from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from types import FrameType
+from typing import Any
 
 import yaml
 
@@ -158,7 +159,17 @@ def sshd_hosts(count: int) -> Iterator[list[SshServer]]:
 # ---------------------------------------------------------------------------- experiment
 
 
-def write_files(base: Path, servers: list[SshServer], seconds: int, rounds: int) -> None:
+@dataclass(frozen=True)
+class Options:
+    seconds: int  # D, each trial's length
+    rounds: int  # trials per GPU
+    timeout: float  # per CLI run
+    py_spy: Path | None  # record the controller into <py_spy>-<hosts>.txt
+    extra: dict[str, Any]  # experiment keys to add or override (e.g. pollInterval)
+
+
+def write_files(base: Path, servers: list[SshServer], options: Options) -> None:
+    seconds, rounds = options.seconds, options.rounds
     code = base / "code"
     code.mkdir()
     (code / "trial.sh").write_text(TRIAL_SCRIPT)
@@ -177,6 +188,7 @@ def write_files(base: Path, servers: list[SshServer], seconds: int, rounds: int)
         "trialConcurrency": slots,
         "maxTrialNumber": rounds * slots,
         "tuner": {"name": "Random"},
+        **options.extra,
     }
     (base / "machines.yml").write_text(yaml.safe_dump(machines))
     (base / "experiment.yml").write_text(yaml.safe_dump(experiment))
@@ -337,8 +349,7 @@ def figures(hosts: int, trials: list[Trial], trace: Trace, seconds: int, rounds:
     )
 
 
-def measure(hosts: int, seconds: int, rounds: int, timeout: float,
-            profile: Path | None = None) -> Row:
+def measure(hosts: int, options: Options) -> Row:
     """Set up N hosts (not timed), run the experiment through the CLI, tear down."""
     load = os.getloadavg()[0]
     setup0 = time.time()
@@ -351,16 +362,17 @@ def measure(hosts: int, seconds: int, rounds: int, timeout: float,
                 groups.add("hosts", server.proc.pid)
             setup = time.time() - setup0
             base = Path(tmp)
-            write_files(base, servers, seconds, rounds)
-            trace = run_cli(base, servers, groups, timeout, profile)
+            write_files(base, servers, options)
+            profile = None if options.py_spy is None else Path(f"{options.py_spy}-{hosts}.txt")
+            trace = run_cli(base, servers, groups, options.timeout, profile)
             trials = read_trials(base / "home" / "remotetune.db")
     finally:
         groups.remove()
-    expected = rounds * hosts * GPUS_PER_HOST
+    expected = options.rounds * hosts * GPUS_PER_HOST
     bad = [t for t in trials if t.status != "SUCCEEDED"]
     if len(trials) != expected or bad:
         raise RuntimeError(f"{len(trials)} trials of {expected}, {len(bad)} did not succeed")
-    row = figures(hosts, trials, trace, seconds, rounds)
+    row = figures(hosts, trials, trace, options.seconds, options.rounds)
     return Row(**dict(asdict(row), load=load, setup_s=setup))
 
 
@@ -405,19 +417,28 @@ def main() -> None:
     parser.add_argument("--py-spy", type=Path, metavar="PREFIX",
                         help="record the controller with py-spy into PREFIX-<hosts>.txt "
                              "(collapsed stacks; py-spy must be installed)")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=YAML",
+                        help="an experiment key to add or override, e.g. --set pollInterval=0.2")
     args = parser.parse_args()
+    extra = {}
+    for item in args.set:
+        key, sep, value = item.partition("=")
+        if not sep:
+            parser.error(f"--set {item!r}: expected KEY=VALUE")
+        extra[key] = yaml.safe_load(value)
+    options = Options(args.seconds, args.rounds, args.timeout, args.py_spy, extra)
     signal.signal(signal.SIGTERM, _interrupt)  # clean up as on Ctrl-C
     rows: list[Row] = []
     if not args.json:
         print(time.strftime("%Y-%m-%d %H:%M %Z"), f"{os.cpu_count()} cores, load",
               " ".join(f"{x:.1f}" for x in os.getloadavg()),
-              f"- {args.rounds} rounds of {args.seconds} s, trialGpuNumber 1", flush=True)
+              f"- {args.rounds} rounds of {args.seconds} s, trialGpuNumber 1",
+              " ".join(f"{k}={v}" for k, v in extra.items()), flush=True)
         print(HEADER)
         print("|" + "---|" * (HEADER.count("|") - 1))
     for hosts in args.hosts:
-        profile = None if args.py_spy is None else Path(f"{args.py_spy}-{hosts}.txt")
         try:
-            row = measure(hosts, args.seconds, args.rounds, args.timeout, profile)
+            row = measure(hosts, options)
         except KeyboardInterrupt:
             sys.exit("interrupted: the hosts, their processes and the temp files are removed")
         rows.append(row)
