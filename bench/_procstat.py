@@ -143,8 +143,10 @@ def usage(controller: int, listeners: set[int], groups: CpuGroups) -> Usage:
     procs = {}
     for pid, (_, _, cpu, reaped) in table.items():
         found = kind(pid)
-        if found != "other":
-            procs[pid] = (found, cpu + reaped if found == "trials" else cpu)
+        if found == "trials":
+            procs[pid] = (found, cpu + reaped)
+        elif found != "other":  # long-lived: the scheduler's exact figure where it has one
+            procs[pid] = (found, _run_time(pid, cpu))
     return Usage(time.time(), machine, procs, groups.read())
 
 
@@ -183,6 +185,18 @@ def read_proc(pid: int) -> Sample | None:
     rss = int(status.get("VmRSS", "0 kB").split()[0])
     hwm = int(status.get("VmHWM", "0 kB").split()[0])
     return Sample(time.time(), cpu, rss, hwm, _run_queue_waits(pid))
+
+
+def _run_time(pid: int, default: float) -> float:
+    """Seconds on a CPU, all threads, from schedstat (exact; /proc/PID/stat counts ticks)."""
+    total = 0.0
+    try:
+        for tid in os.listdir(f"/proc/{pid}/task"):
+            with open(f"/proc/{pid}/task/{tid}/schedstat") as handle:
+                total += int(handle.read().split()[0]) / 1e9
+    except (OSError, ValueError, IndexError):
+        return default
+    return total
 
 
 def _run_queue_waits(pid: int) -> dict[int, float]:
