@@ -90,6 +90,7 @@ class Row:
     hosts: int
     gpus: int
     trials: int
+    metric_lines: int  # stored intermediate results, all trials (rounds x 8N x D expected)
     at_once: int
     gap_median_ms: float
     gap_p99_ms: float
@@ -105,9 +106,9 @@ class Row:
     rss_peak_mb: float
     machine_pct: float  # the whole machine's busy CPU, % of one core (steady state)
     sshd_pct: float  # the bench's sshd processes (listeners and per-connection)
-    agents_pct: float  # the hosts' agents (under sshd), and what they spawn
-    trials_pct: float  # the trials, their launchers and reaped children (approximate)
-    rest_pct: float  # everything else: other users' work, this script
+    agents_pct: float  # the hosts' agents (what the sshd sessions run)
+    trials_pct: float  # the hosts' cgroup minus sshd and agents: launchers, shells, sleeps
+    rest_pct: float  # everything else: other users' work, this script, the kernel
     load: float
     load_after: float
     setup_s: float
@@ -120,6 +121,7 @@ class Trial:
     started: float
     ended: float
     status: str
+    lines: int  # intermediate results stored
 
 
 # ---------------------------------------------------------------------------- hosts
@@ -273,16 +275,18 @@ def read_trials(db: Path) -> list[Trial]:
     conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
     try:
         rows = conn.execute(
-            "select host, gpus, started_at, ended_at, status from trials").fetchall()
+            "select host, gpus, started_at, ended_at, status, intermediate_count from trials"
+        ).fetchall()
     finally:
         conn.close()
     trials = []
-    for host, gpus, started, ended, status in rows:
+    for host, gpus, started, ended, status, lines in rows:
         indices = json.loads(gpus) if gpus else []
         if started is None or ended is None or len(indices) != 1:
             raise RuntimeError(f"trial on {host} gpus {gpus}: started {started}, ended {ended}, "
                                f"status {status}")
-        trials.append(Trial(host, int(indices[0]), float(started), float(ended), status))
+        trials.append(Trial(host, int(indices[0]), float(started), float(ended), status,
+                            int(lines or 0)))
     return trials
 
 
@@ -334,6 +338,7 @@ def figures(hosts: int, trials: list[Trial], trace: Trace, seconds: int, rounds:
     cpu = steady_usage(trace.usages, first_start + quarter, last_end - quarter)
     return Row(
         hosts=hosts, gpus=hosts * GPUS_PER_HOST, trials=len(trials),
+        metric_lines=sum(t.lines for t in trials),
         at_once=most_at_once(trials),
         gap_median_ms=1000 * statistics.median(gaps), gap_p99_ms=1000 * percentile(gaps, 99),
         gap_max_ms=1000 * max(gaps),
@@ -444,6 +449,9 @@ def main() -> None:
         rows.append(row)
         if not args.json:
             print(table_row(row), flush=True)
+        if row.metric_lines != row.trials * args.seconds:
+            print(f"warning: {row.metric_lines} metric lines stored, expected "
+                  f"{row.trials * args.seconds}", file=sys.stderr, flush=True)
     if args.json:
         print(json.dumps([asdict(r) for r in rows], indent=2))
 
