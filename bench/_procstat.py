@@ -113,9 +113,10 @@ def usage(controller: int, listeners: set[int], groups: CpuGroups) -> Usage:
     and the cgroups' totals.
 
     The agent is what an sshd session runs (``sh -c`` and the python under it); what that
-    python starts (launchers, trials) counts as trials. A trial's figure includes its reaped
-    children (each ``sleep``), an agent's does not (it reaps the launchers). /proc counts in
-    clock ticks per process, so a short-lived process often shows 0.
+    python starts (launchers, trials) counts as trials; the calling process is "bench".
+    The long-lived ones get the scheduler's exact run time. A trial's figure includes its
+    reaped children (each ``sleep``) but is in clock ticks, so it is often 0: the hosts'
+    cgroup total is the trials' true figure (see :func:`usage_percent`).
     """
     machine = _machine_busy()
     table = _proc_table()
@@ -147,17 +148,20 @@ def usage(controller: int, listeners: set[int], groups: CpuGroups) -> Usage:
             procs[pid] = (found, cpu + reaped)
         elif found != "other":  # long-lived: the scheduler's exact figure where it has one
             procs[pid] = (found, _run_time(pid, cpu))
+    me = os.getpid()
+    procs[me] = ("bench", _run_time(me, table.get(me, (0, "", 0.0, 0.0))[2]))
     return Usage(time.time(), machine, procs, groups.read())
 
 
 def usage_percent(before: Usage, after: Usage) -> dict[str, float]:
-    """CPU between two usages, % of one core: machine, controller, sshd, agents, trials, rest."""
+    """CPU between two usages, % of one core: machine, controller, sshd, agents, trials,
+    bench (the calling process) and rest (the machine's busy time minus all of those)."""
     span = max(1e-9, after.time - before.time)
     spent: dict[str, float] = defaultdict(float)
     for pid, (kind, cpu) in after.procs.items():
         old = before.procs.get(pid)
         spent[kind] += cpu - (old[1] if old and old[0] == kind else 0.0)
-    mine = ("controller", "sshd", "agents", "trials")
+    mine = ("controller", "sshd", "agents", "trials", "bench")
     out = {k: 100.0 * spent[k] / span for k in mine}
     out["machine"] = 100.0 * (after.machine - before.machine) / span
     group = {k: 100.0 * (v - before.groups.get(k, 0.0)) / span for k, v in after.groups.items()}

@@ -108,6 +108,7 @@ class Row:
     sshd_pct: float  # the bench's sshd processes (listeners and per-connection)
     agents_pct: float  # the hosts' agents (what the sshd sessions run)
     trials_pct: float  # the hosts' cgroup minus sshd and agents: launchers, shells, sleeps
+    bench_pct: float  # this script (sampling /proc every second costs)
     rest_pct: float  # everything else: other users' work, this script, the kernel
     load: float
     load_after: float
@@ -349,7 +350,7 @@ def figures(hosts: int, trials: list[Trial], trace: Trace, seconds: int, rounds:
         cpu_total_pct=100.0 * last.cpu / max(1e-9, last.time - t0), cpu_s=last.cpu,
         rss_peak_mb=max((s.hwm_kb for s in samples), default=0) / 1024,
         machine_pct=cpu["machine"], sshd_pct=cpu["sshd"], agents_pct=cpu["agents"],
-        trials_pct=cpu["trials"], rest_pct=cpu["rest"], load=float("nan"),
+        trials_pct=cpu["trials"], bench_pct=cpu["bench"], rest_pct=cpu["rest"], load=float("nan"),
         load_after=os.getloadavg()[0], setup_s=0.0,
     )
 
@@ -386,7 +387,7 @@ def measure(hosts: int, options: Options) -> Row:
 
 HEADER = ("| hosts × GPUs | trials at once | refill gap median / p99 (max) | wall (ideal, over) "
           "| first trial after | controller CPU steady (waiting for a CPU) / whole | peak RSS "
-          "| steady CPU: sshd / agents / trials / others (machine) | load before → after "
+          "| steady CPU: sshd / agents / trials / bench / others (machine) | load before → after "
           "| host set-up |")
 
 
@@ -396,7 +397,8 @@ def table_row(r: Row) -> str:
             f"+{r.over_s:.1f}) | {r.first_s:.2f} s | {r.cpu_steady_pct:.0f}% "
             f"({r.cpu_wait_pct:.0f}%) / "
             f"{r.cpu_total_pct:.0f}% ({r.cpu_s:.1f} s) | {r.rss_peak_mb:.0f} MB | "
-            f"{r.sshd_pct:.0f} / {r.agents_pct:.0f} / {r.trials_pct:.0f} / {r.rest_pct:.0f}% "
+            f"{r.sshd_pct:.0f} / {r.agents_pct:.0f} / {r.trials_pct:.0f} / {r.bench_pct:.0f} / "
+            f"{r.rest_pct:.0f}% "
             f"({r.machine_pct:.0f}%) | {r.load:.1f} → {r.load_after:.1f} | {r.setup_s:.1f} s |")
 
 
