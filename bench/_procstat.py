@@ -48,15 +48,28 @@ class CpuGroups:
         self.paths: dict[str, Path] = {}
         self.broken = False
 
-    def add(self, name: str, pid: int) -> None:
+    def make(self, name: str, owner: int | None = None) -> Path | None:
+        """The group's ``cgroup.procs`` (made if new; ``owner`` may then move its own
+        processes in by writing their pid there), or None where groups cannot be made."""
         if self.broken:
-            return
+            return None
         path = self.ROOT / f"{self.prefix}-{name}"
         try:
             if name not in self.paths:
                 path.mkdir()
                 self.paths[name] = path
-            (path / "cgroup.procs").write_text(f"{pid}\n")
+            if owner is not None:
+                os.chown(path / "cgroup.procs", owner, -1)
+        except OSError:
+            self.broken = True
+            return None
+        return path / "cgroup.procs"
+
+    def add(self, name: str, pid: int) -> None:
+        procs = self.make(name)
+        try:
+            if procs is not None:
+                procs.write_text(f"{pid}\n")
         except OSError:
             self.broken = True
 
@@ -161,17 +174,21 @@ def usage_percent(before: Usage, after: Usage) -> dict[str, float]:
     for pid, (kind, cpu) in after.procs.items():
         old = before.procs.get(pid)
         spent[kind] += cpu - (old[1] if old and old[0] == kind else 0.0)
-    mine = ("controller", "sshd", "agents", "trials", "bench")
+    mine = ("controller", "sshd", "agents", "bench")
     out = {k: 100.0 * spent[k] / span for k in mine}
     out["machine"] = 100.0 * (after.machine - before.machine) / span
     group = {k: 100.0 * (v - before.groups.get(k, 0.0)) / span for k, v in after.groups.items()}
     if "controller" in group:
         out["controller"] = group["controller"]
-    if "hosts" in group:  # all of sshd, agents and trials: the trials are what is left
-        out["trials"] = max(0.0, group["hosts"] - out["sshd"] - out["agents"])
-    else:
-        out["trials"] = float("nan")
-    out["rest"] = out["machine"] - sum(out[k] for k in mine)
+    # The hosts' group holds sshd, the agents and what the agents start, except the trials'
+    # shells and the GPU queries, which move to their own groups: the launches are the rest.
+    out["trials"] = group.get("trials", float("nan"))
+    out["gpus"] = group.get("gpus", float("nan"))
+    out["launches"] = max(0.0, group["hosts"] - out["sshd"] - out["agents"]) \
+        if "hosts" in group else float("nan")
+    out["rest"] = out["machine"] - sum(
+        out[k] for k in ("controller", "sshd", "agents", "bench", "trials", "gpus", "launches")
+        if out[k] == out[k])  # not nan
     return out
 
 

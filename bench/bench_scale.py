@@ -9,22 +9,16 @@ one real experiment through the CLI (``python -m remotetune.cli run ... --machin
   (``--seconds``, default 4), with ``trialGpuNumber: 1``;
 - ``trialConcurrency`` 8N and ``maxTrialNumber`` rounds x 8N (``--rounds``, default 2).
 
-Host set-up and teardown are outside the timed part. Figures, one row per N:
-
-- *at once*: the most trials running at the same time (from the store's start/end times);
-- *refill gap* median / p99: from a trial's end to the next trial's start on the same
-  host:GPU (the store's ``ended_at``/``started_at``, both taken on the host);
-- *wall*: from spawning the CLI to its exit; *ideal*: rounds x D; *over*: wall - ideal;
-- *first*: the first trial's start minus the CLI's spawn;
-- *CPU*: the controller process's CPU (all threads, /proc/PID/stat utime+stime, sampled
-  every 0.2 s) as % of one core over the middle half of the trial phase (first start to last
-  end), and over its whole life; *RSS*: its peak resident set (VmHWM in /proc/PID/status);
-- *load*: the 1-minute load average when the row started (the machine may be shared).
+Host set-up and teardown are outside the timed part. One row per N: trials at once, refill
+gap (a trial's end to the next start on the same host:GPU, from the store), wall, first
+trial, the controller's CPU and peak RSS, the steady-state CPU by kind of process, and the
+load average. bench/README.md says how each figure is taken.
 
 Needs root (sshd on loopback, the test user). Everything it started is cleaned up at the end,
 also on Ctrl-C or SIGTERM.
 
     python bench/bench_scale.py [--hosts 1,8,64] [--seconds 4] [--rounds 2] [--json]
+        [--py-spy PREFIX] [--set KEY=YAML] [--quiet-trials]
 """
 
 from __future__ import annotations
@@ -33,6 +27,7 @@ import argparse
 import json
 import os
 import pwd
+import shlex
 import shutil
 import signal
 import sqlite3
@@ -84,6 +79,21 @@ while [ "$i" -lt "$1" ]; do
 done
 """
 
+# The same without a fork a second (--quiet-trials): bash waits on a FIFO nobody writes.
+QUIET_TRIAL_SCRIPT = """\
+#!/bin/bash
+tick="$REMOTETUNE_METRICS_FILE.tick"
+mkfifo "$tick" && exec 3<>"$tick" && rm -f "$tick"
+i=0
+while [ "$i" -lt "$1" ]; do
+  printf '{"seq": %d, "type": "PERIODICAL", "value": %d}\\n' "$i" "$i" \\
+    >> "$REMOTETUNE_METRICS_FILE"
+  read -r -t 1 -u 3 _
+  i=$((i + 1))
+done
+exit 0
+"""
+
 
 @dataclass(frozen=True)
 class Row:
@@ -107,7 +117,9 @@ class Row:
     machine_pct: float  # the whole machine's busy CPU, % of one core (steady state)
     sshd_pct: float  # the bench's sshd processes (listeners and per-connection)
     agents_pct: float  # the hosts' agents (what the sshd sessions run)
-    trials_pct: float  # the hosts' cgroup minus sshd and agents: launchers, shells, sleeps
+    launch_pct: float  # the hosts' cgroup minus sshd and agents: launchers, run.sh start
+    trials_pct: float  # the trials' own cgroup: their shells and every `sleep`
+    gpus_pct: float  # the GPU queries (the fake nvidia-smi, a Python script)
     bench_pct: float  # this script (sampling /proc every second costs)
     rest_pct: float  # everything else: other users' work, this script, the kernel
     load: float
@@ -169,23 +181,38 @@ class Options:
     timeout: float  # per CLI run
     py_spy: Path | None  # record the controller into <py_spy>-<hosts>.txt
     extra: dict[str, Any]  # experiment keys to add or override (e.g. pollInterval)
+    quiet_trials: bool = False  # trials that wait without forking a sleep every second
 
 
-def write_files(base: Path, servers: list[SshServer], options: Options) -> None:
+def _wrap_nvidia_smi(server: SshServer, procs: Path) -> None:
+    """The host's fake nvidia-smi, run from a wrapper that first joins the GPU-query group."""
+    fake = server.bin_dir / "nvidia-smi"
+    real = fake.rename(server.bin_dir / "nvidia-smi.real")
+    fake.write_text(f"#!/bin/sh\necho $$ > {shlex.quote(str(procs))} 2>/dev/null\n"
+                    f"exec {shlex.quote(str(real))} \"$@\"\n")
+    fake.chmod(0o755)
+
+
+def write_files(base: Path, servers: list[SshServer], options: Options,
+                trials_group: Path | None) -> None:
+    """The code dir, machines.yml and experiment.yml. With ``trials_group``, each trial's
+    shell first moves itself into that cgroup (a `setup` line), so its CPU is counted apart."""
     seconds, rounds = options.seconds, options.rounds
     code = base / "code"
     code.mkdir()
-    (code / "trial.sh").write_text(TRIAL_SCRIPT)
+    (code / "trial.sh").write_text(QUIET_TRIAL_SCRIPT if options.quiet_trials else TRIAL_SCRIPT)
     machines = {"machines": [{
         "name": f"h{k:02d}", "host": "127.0.0.1", "port": server.port, "user": TEST_USER,
         "identityFile": str(server.client_key), "knownHostsFile": str(server.known_hosts),
         "useAgent": False, "workdir": _bench_workdir(server)[0],
+        **({"setup": f"echo $$ > {shlex.quote(str(trials_group))} 2>/dev/null || true"}
+           if trials_group else {}),
     } for k, server in enumerate(servers)]}
     slots = GPUS_PER_HOST * len(servers)
     experiment = {
         "experimentName": f"bench-scale-{len(servers)}",
         "searchSpace": {"x": {"_type": "uniform", "_value": [0, 1]}},
-        "trialCommand": f"sh trial.sh {seconds}",
+        "trialCommand": f"{'bash' if options.quiet_trials else 'sh'} trial.sh {seconds}",
         "trialCodeDirectory": str(code),
         "trialGpuNumber": 1,
         "trialConcurrency": slots,
@@ -350,7 +377,8 @@ def figures(hosts: int, trials: list[Trial], trace: Trace, seconds: int, rounds:
         cpu_total_pct=100.0 * last.cpu / max(1e-9, last.time - t0), cpu_s=last.cpu,
         rss_peak_mb=max((s.hwm_kb for s in samples), default=0) / 1024,
         machine_pct=cpu["machine"], sshd_pct=cpu["sshd"], agents_pct=cpu["agents"],
-        trials_pct=cpu["trials"], bench_pct=cpu["bench"], rest_pct=cpu["rest"], load=float("nan"),
+        launch_pct=cpu["launches"], trials_pct=cpu["trials"], gpus_pct=cpu["gpus"],
+        bench_pct=cpu["bench"], rest_pct=cpu["rest"], load=float("nan"),
         load_after=os.getloadavg()[0], setup_s=0.0,
     )
 
@@ -363,12 +391,16 @@ def measure(hosts: int, options: Options) -> Row:
     try:
         with sshd_hosts(hosts) as servers, \
                 tempfile.TemporaryDirectory(prefix="rt-scale-") as tmp:
-            for server in servers:  # sshd, its sessions, the agents, the trials
+            uid = pwd.getpwnam(TEST_USER).pw_uid
+            trials_group, gpus_group = groups.make("trials", uid), groups.make("gpus", uid)
+            for server in servers:  # sshd, its sessions, the agents, what they start
                 assert server.proc is not None
                 groups.add("hosts", server.proc.pid)
+                if gpus_group is not None:
+                    _wrap_nvidia_smi(server, gpus_group)
             setup = time.time() - setup0
             base = Path(tmp)
-            write_files(base, servers, options)
+            write_files(base, servers, options, trials_group)
             profile = None if options.py_spy is None else Path(f"{options.py_spy}-{hosts}.txt")
             trace = run_cli(base, servers, groups, options.timeout, profile)
             trials = read_trials(base / "home" / "remotetune.db")
@@ -387,7 +419,8 @@ def measure(hosts: int, options: Options) -> Row:
 
 HEADER = ("| hosts × GPUs | trials at once | refill gap median / p99 (max) | wall (ideal, over) "
           "| first trial after | controller CPU steady (waiting for a CPU) / whole | peak RSS "
-          "| steady CPU: sshd / agents / trials / bench / others (machine) | load before → after "
+          "| steady CPU: sshd / agents / launches / trials / nvidia-smi / bench / others (machine) "
+          "| load before → after "
           "| host set-up |")
 
 
@@ -397,7 +430,8 @@ def table_row(r: Row) -> str:
             f"+{r.over_s:.1f}) | {r.first_s:.2f} s | {r.cpu_steady_pct:.0f}% "
             f"({r.cpu_wait_pct:.0f}%) / "
             f"{r.cpu_total_pct:.0f}% ({r.cpu_s:.1f} s) | {r.rss_peak_mb:.0f} MB | "
-            f"{r.sshd_pct:.0f} / {r.agents_pct:.0f} / {r.trials_pct:.0f} / {r.bench_pct:.0f} / "
+            f"{r.sshd_pct:.0f} / {r.agents_pct:.0f} / {r.launch_pct:.0f} / {r.trials_pct:.0f} / "
+            f"{r.gpus_pct:.0f} / {r.bench_pct:.0f} / "
             f"{r.rest_pct:.0f}% "
             f"({r.machine_pct:.0f}%) | {r.load:.1f} → {r.load_after:.1f} | {r.setup_s:.1f} s |")
 
@@ -426,6 +460,9 @@ def main() -> None:
                              "(collapsed stacks; py-spy must be installed)")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=YAML",
                         help="an experiment key to add or override, e.g. --set pollInterval=0.2")
+    parser.add_argument("--quiet-trials", action="store_true",
+                        help="trials wait on a FIFO instead of forking `sleep 1` each second, "
+                             "so the trials' own CPU does not load the machine")
     args = parser.parse_args()
     extra = {}
     for item in args.set:
@@ -433,13 +470,15 @@ def main() -> None:
         if not sep:
             parser.error(f"--set {item!r}: expected KEY=VALUE")
         extra[key] = yaml.safe_load(value)
-    options = Options(args.seconds, args.rounds, args.timeout, args.py_spy, extra)
+    options = Options(args.seconds, args.rounds, args.timeout, args.py_spy, extra,
+                      args.quiet_trials)
     signal.signal(signal.SIGTERM, _interrupt)  # clean up as on Ctrl-C
     rows: list[Row] = []
     if not args.json:
         print(time.strftime("%Y-%m-%d %H:%M %Z"), f"{os.cpu_count()} cores, load",
               " ".join(f"{x:.1f}" for x in os.getloadavg()),
-              f"- {args.rounds} rounds of {args.seconds} s, trialGpuNumber 1",
+              f"- {args.rounds} rounds of {args.seconds} s, trialGpuNumber 1,",
+              "quiet trials (no fork a second)" if args.quiet_trials else "sh + sleep trials",
               " ".join(f"{k}={v}" for k, v in extra.items()), flush=True)
         print(HEADER)
         print("|" + "---|" * (HEADER.count("|") - 1))
