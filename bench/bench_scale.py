@@ -456,13 +456,11 @@ def main() -> None:
     parser.add_argument("--timeout", type=float, default=600.0, help="per run, seconds")
     parser.add_argument("--json", action="store_true", help="print the rows as JSON")
     parser.add_argument("--py-spy", type=Path, metavar="PREFIX",
-                        help="record the controller with py-spy into PREFIX-<hosts>.txt "
-                             "(collapsed stacks; py-spy must be installed)")
+                        help="py-spy the controller into PREFIX-<hosts>.txt (collapsed stacks)")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=YAML",
                         help="an experiment key to add or override, e.g. --set pollInterval=0.2")
     parser.add_argument("--quiet-trials", action="store_true",
-                        help="trials wait on a FIFO instead of forking `sleep 1` each second, "
-                             "so the trials' own CPU does not load the machine")
+                        help="trials wait on a FIFO instead of forking `sleep 1` each second")
     args = parser.parse_args()
     extra = {}
     for item in args.set:
@@ -484,15 +482,14 @@ def main() -> None:
         print("|" + "---|" * (HEADER.count("|") - 1))
     for hosts in args.hosts:
         try:
-            row = measure(hosts, options)
+            rows.append(measure(hosts, options))
         except KeyboardInterrupt:
             sys.exit("interrupted: the hosts, their processes and the temp files are removed")
-        rows.append(row)
         if not args.json:
-            print(table_row(row), flush=True)
-        if row.metric_lines != row.trials * args.seconds:
-            print(f"warning: {row.metric_lines} metric lines stored, expected "
-                  f"{row.trials * args.seconds}", file=sys.stderr, flush=True)
+            print(table_row(rows[-1]), flush=True)
+        if rows[-1].metric_lines != rows[-1].trials * args.seconds:
+            print(f"warning: {rows[-1].metric_lines} metric lines stored, expected "
+                  f"{rows[-1].trials * args.seconds}", file=sys.stderr, flush=True)
     if args.json:
         print(json.dumps([asdict(r) for r in rows], indent=2))
 
