@@ -50,7 +50,7 @@ sys.path.insert(0, str(ROOT / "tests"))
 from sshd import TEST_USER, SshServer, free_port  # noqa: E402
 
 from remotetune.backends.hostpool._session import HostSession, PollItem, launch_files  # noqa: E402
-from remotetune.backends.hostpool._workers import Completion, HostWorker  # noqa: E402
+from remotetune.backends.hostpool._workers import Completion, HostWorker, Op  # noqa: E402
 from remotetune.model import TrialStatus  # noqa: E402
 from remotetune.store import Store  # noqa: E402
 
@@ -221,7 +221,7 @@ def bench_poll(hosts: int, per_host: int, cycles: int) -> dict[str, float]:
                 spec = server.spec(workdir=_bench_workdir(server)[0])
                 session = HostSession(spec)
                 session.open()
-                worker = HostWorker(spec, session, completions)
+                worker = HostWorker(spec, session, completions.put)
                 workers.append(worker)
                 items[worker.name], pgids[worker.name] = [], []
                 for k in range(per_host):
@@ -232,15 +232,16 @@ def bench_poll(hosts: int, per_host: int, cycles: int) -> dict[str, float]:
                         env={"REMOTETUNE_METRICS_FILE": f"{absolute}/metrics.jsonl"},
                         max_duration=None, kill_grace=1.0,
                     )
-                    info = session.launch(trial_dir, files)
-                    pgids[worker.name].append(int(info["pgid"]))
+                    started = session.launch(f"t{k:03d}", trial_dir, files)
+                    assert started.handle.ref is not None
+                    pgids[worker.name].append(started.handle.ref)
                     items[worker.name].append(PollItem(f"t{k:03d}", trial_dir, 0))
             time.sleep(1.0)  # every trial has written lines
             walls, cpus, lines = [], [], []
             for cycle in range(cycles + 1):
                 cpu0, t0 = time.process_time(), time.perf_counter()
                 for worker in workers:
-                    worker.submit("poll", worker.session.poll, items[worker.name])
+                    worker.submit(Op.POLL, worker.session.poll, items[worker.name])
                 got = 0
                 for _ in workers:
                     done = completions.get(timeout=30)

@@ -1,15 +1,16 @@
 """`remotetune check`: connect to every host in parallel and report what a run would need.
 
 Per host: how it authenticated, the configured Python's version, the GPUs nvidia-smi
-reports (busy by the host's thresholds), and free disk in the workdir (created when
-missing; not writable is a failure). One SSH exec per host. A host failing never hides
+reports (busy by the host's thresholds), free disk in the workdir (created when missing;
+not writable is a failure), and the host's ``setup`` lines run as a trial would run them (a
+failing line is a failure). One SSH exec per host. The Python/workdir verdict is the host
+probe a run uses too (:mod:`remotetune.backends.hostpool._probe`). A host failing never hides
 the others: every host gets a :class:`HostCheck`, in the order given.
 """
 
 from __future__ import annotations
 
 import enum
-import json
 import logging
 import time
 from collections.abc import Callable, Sequence
@@ -23,16 +24,20 @@ from rich.table import Table
 from rich.text import Text
 
 from remotetune import commands
+from remotetune.backends.hostpool._probe import (
+    HostFacts,
+    ProbeFailure,
+    last_line,
+    parse_probe,
+    probe_problem,
+)
 from remotetune.backends.hostpool._session import DEFAULT_WORKDIR, make_transport
-from remotetune.backends.hostpool._slots import NVIDIA_SMI_ARGS, parse_nvidia_smi
+from remotetune.backends.hostpool._slots import NVIDIA_SMI_ARGS, gpu_is_busy, parse_nvidia_smi
 from remotetune.errors import ConfigError, RemotetuneError, TransportError
 from remotetune.model import GpuInfo, HostSpec
 from remotetune.transport.base import Transport
 
 log = logging.getLogger(__name__)
-
-MIN_PYTHON = (3, 8)
-
 
 class CheckReason(str, enum.Enum):
     OK = "ok"
@@ -46,6 +51,8 @@ class CheckReason(str, enum.Enum):
     NO_PYTHON = "no python"
     OLD_PYTHON = "python too old"
     WORKDIR = "workdir not writable"
+    DISK_FULL = "disk full"
+    SETUP = "setup failed"
     GPU_QUERY = "nvidia-smi failed"
     CONFIG = "config"
     ERROR = "error"
@@ -116,9 +123,12 @@ def _sections(output: str) -> dict[str, tuple[str, int | None]]:
     return found
 
 
-def _is_busy(spec: HostSpec, gpu: GpuInfo) -> bool:
-    return (gpu.memory_used_pct > spec.active_gpu_memory_pct
-            or gpu.utilization_pct > spec.active_gpu_util_pct)
+_BY_PROBE_FAILURE = {
+    ProbeFailure.NO_PYTHON: CheckReason.NO_PYTHON,
+    ProbeFailure.OLD_PYTHON: CheckReason.OLD_PYTHON,
+    ProbeFailure.WORKDIR: CheckReason.WORKDIR,
+    ProbeFailure.DISK_FULL: CheckReason.DISK_FULL,
+}
 
 
 def check_host(
@@ -143,8 +153,9 @@ def check_host(
         base["auth_method"] = getattr(transport, "auth_method", None) or (
             "local" if spec.local else None)
         workdir = spec.workdir or DEFAULT_WORKDIR
-        result = transport.run(commands.check_command(spec.python, workdir, NVIDIA_SMI_ARGS),
-                               timeout=timeout)
+        result = transport.run(
+            commands.check_command(spec.python, workdir, NVIDIA_SMI_ARGS, spec.setup),
+            timeout=timeout)
     except TransportError as exc:
         reason = _BY_ERROR_REASON.get(exc.reason, CheckReason.ERROR)
         return done(False, reason, exc.message, hint=exc.hint)
@@ -158,30 +169,26 @@ def check_host(
     finally:
         if transport is not None:
             transport.close()
-    sections = _sections(result.stdout + result.stderr)
+    return _verdict(spec, result.stdout + result.stderr, done)
+
+
+def _verdict(spec: HostSpec, output: str, done: Callable[..., HostCheck]) -> HostCheck:
+    sections = _sections(output)
     gpu_fields = _gpus(spec, sections.get("gpus"))
     python_text, python_rc = sections.get("python", ("", None))
-    facts = _json_line(python_text) if python_rc == 0 else None
-    if facts is None:
-        detail = " / ".join(python_text.strip().splitlines()[-2:]) or result.stderr.strip()
-        return done(
-            False, CheckReason.NO_PYTHON,
-            f"no python: `{spec.python}` cannot be run on the host ({detail or 'no output'})",
-            hint="install Python 3.8+ there or set `python:` in machines.yml to its path",
-            **gpu_fields,
-        )
-    version = str(facts["version"])
-    fields: dict[str, Any] = dict(gpu_fields, python_version=version,
-                                  workdir=facts.get("workdir"), free_disk_bytes=facts.get("free"))
-    if tuple(int(p) for p in version.split(".")[:2]) < MIN_PYTHON:
-        return done(False, CheckReason.OLD_PYTHON,
-                    f"`{spec.python}` is Python {version}; remotetune needs 3.8 or newer",
-                    hint="set `python:` in machines.yml to a newer interpreter", **fields)
-    if not facts.get("writable"):
-        return done(False, CheckReason.WORKDIR,
-                    f"workdir {facts.get('workdir')} is not writable: {facts.get('error')}",
-                    hint="set `workdir:` in machines.yml to a directory the user can write",
-                    **fields)
+    facts = parse_probe(python_text) if python_rc == 0 else HostFacts(output=python_text)
+    fields: dict[str, Any] = dict(gpu_fields)
+    if facts.version is not None:
+        fields.update(python_version=facts.version, workdir=facts.workdir,
+                      free_disk_bytes=facts.free)
+    problem = probe_problem(spec.python, facts)
+    if problem is not None:
+        return done(False, _BY_PROBE_FAILURE[problem.failure], problem.message,
+                    hint=problem.hint, **fields)
+    setup = _setup_failure(sections.get("setup"))
+    if spec.setup and setup is not None:
+        return done(False, CheckReason.SETUP, setup,
+                    hint="fix that line in the host's `setup:` in machines.yml", **fields)
     if spec.gpu_indices and fields.get("gpu_note") and not fields.get("gpus"):
         return done(False, CheckReason.GPU_QUERY, str(fields["gpu_note"]),
                     hint="gpuIndices is set, so this host should have working GPUs", **fields)
@@ -195,15 +202,21 @@ def check_host(
     return done(True, CheckReason.OK, **fields)
 
 
-def _json_line(text: str) -> dict[str, Any] | None:
-    for line in reversed(text.strip().splitlines()):
-        try:
-            value = json.loads(line)
-        except ValueError:
-            continue
-        if isinstance(value, dict) and "version" in value:
-            return value
-    return None
+def _setup_failure(section: tuple[str, int | None] | None) -> str | None:
+    """Which setup line failed and the tail of its output, or None when they all passed."""
+    if section is None:
+        return "the setup lines did not finish"
+    text, code = section
+    if code == 0:
+        return None
+    lines = text.strip().splitlines()
+    marker = next((i for i in range(len(lines) - 1, -1, -1)
+                   if lines[i].startswith("remotetune: setup line ")), None)
+    if marker is None:
+        return f"the setup lines failed (exit {code}): {last_line(text) or 'no output'}"
+    tail = "\n".join(lines[max(0, marker - 5):marker])
+    what = lines[marker][len("remotetune: "):]
+    return f"{what}" + (f"\noutput:\n{tail}" if tail else "")
 
 
 def _gpus(spec: HostSpec, section: tuple[str, int | None] | None) -> dict[str, Any]:
@@ -223,7 +236,7 @@ def _gpus(spec: HostSpec, section: tuple[str, int | None] | None) -> dict[str, A
         return {"gpu_note": "no GPUs (nvidia-smi lists none)"}
     wanted = spec.gpu_indices
     return {"gpus": tuple(
-        GpuCheck(g, _is_busy(spec, g), wanted is None or g.index in wanted) for g in gpus)}
+        GpuCheck(g, gpu_is_busy(spec, g), wanted is None or g.index in wanted) for g in gpus)}
 
 
 def check_hosts(

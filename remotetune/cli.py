@@ -1,8 +1,8 @@
 """Command line: builds the library objects and calls them. The only place that prints.
 
-Exit status: 0 done; 1 the experiment failed or an unexpected error; 2 bad input (a
-config or machines file, an unknown experiment); 3 a host could not be used; 130 stopped
-by the user (Ctrl-C or SIGTERM), with the state saved for ``remotetune resume``.
+Exit status: 0 done; 1 the experiment failed or an unexpected error; 2 bad input (a config
+or machines file, an unknown experiment, no host that could ever run a trial); 3 a host could
+not be used; 130 stopped by the user (Ctrl-C or SIGTERM), state saved for ``resume``.
 """
 
 from __future__ import annotations
@@ -16,16 +16,26 @@ import sys
 import threading
 import time
 from collections.abc import Sequence
-from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 from rich.console import Console
-from rich.markup import escape
 
 from remotetune import __version__
+from remotetune.cli_commands import cmd_check, cmd_export, cmd_import_nni
+from remotetune.cli_support import (
+    all_failed,
+    error_text,
+    failure_summary,
+    hide_secrets,
+    make_console,
+    print_json,
+    trial_json,
+)
 from remotetune.errors import ConfigError, RemotetuneError, StoreError
+from remotetune.lock import ExperimentLock
 from remotetune.model import ExperimentStatus, HostSpec, TrialRecord
+from remotetune.view._safe import CleanLogFilter, clean
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_HOST, EXIT_STOPPED = 0, 1, 2, 3, 130
 
@@ -36,37 +46,13 @@ def _home() -> Path:
     return Store.default_path().parent
 
 
-def _store() -> Any:
-    from remotetune.store import Store
+def _store(readonly: bool = False) -> Any:
+    from remotetune.store import Store  # readers (ls, trials...) never migrate or write it
 
-    return Store.open_default()
-
-
-def _print_json(data: Any) -> None:
-    sys.stdout.write(json.dumps(data, indent=2, sort_keys=True, default=str) + "\n")
+    return Store.open_default(readonly=readonly)
 
 
-def trial_json(t: TrialRecord) -> dict[str, Any]:
-    return {
-        "id": t.id,
-        "sequence": t.sequence,
-        "status": t.status.value,
-        "parameters": dict(t.parameters),
-        "parameter_id": t.parameter_id,
-        "final": t.final,
-        "best_intermediate": t.best_intermediate,
-        "latest_intermediate": t.latest_intermediate,
-        "intermediate_count": t.intermediate_count,
-        "host": t.host,
-        "gpus": list(t.gpus),
-        "attempt": t.attempt,
-        "retry_of": t.retry_of,
-        "started_at": t.started_at,
-        "ended_at": t.ended_at,
-        "duration": (t.ended_at - t.started_at) if t.ended_at and t.started_at else None,
-        "exit_code": t.exit_code,
-        "message": t.message,
-    }
+_print_json = print_json
 
 
 # ---------------------------------------------------------------------------- run / resume
@@ -117,9 +103,9 @@ def _run_controller(controller: Any, args: argparse.Namespace, console: Console)
         from remotetune.view import LiveView, Snapshot
 
         def snapshot() -> Snapshot:
-            exp, trials, hosts, events, reason = controller.view_state()
-            return Snapshot(experiment=exp, trials=trials, hosts=hosts, events=events,
-                            now=time.time(), waiting_reason=reason)
+            s = controller.view_state()
+            return Snapshot(experiment=s.experiment, trials=s.trials, hosts=s.hosts,
+                            events=s.events, now=time.time(), waiting_reason=s.waiting_reason)
 
         view = LiveView(snapshot, console=console)
     try:
@@ -141,15 +127,25 @@ def _run_controller(controller: Any, args: argparse.Namespace, console: Console)
             signal.signal(s, h)
     if "error" in outcome:
         raise outcome["error"]
-    status: ExperimentStatus = outcome["status"]
+    return _report_outcome(controller, outcome["status"], console)
+
+
+def _report_outcome(controller: Any, status: ExperimentStatus, console: Console) -> int:
+    """The closing lines of run/resume, and the exit status they stand for."""
     exp = controller.experiment
-    console.print(f"experiment {exp.id} {status.value.lower()}: {exp.message or ''}".rstrip())
+    console.print(clean(f"experiment {exp.id} {status.value.lower()}: {exp.message or ''}"
+                        ).rstrip())
     best = controller.store.best_trial(exp.id)
     if best is not None:
         console.print(f"best trial {best.id}: final={best.final:.6g} "
                       f"{json.dumps(dict(best.parameters), sort_keys=True)}", highlight=False,
                       markup=False)
     if status is ExperimentStatus.DONE:
+        trials = controller.store.trials(exp.id)
+        first = all_failed(trials)
+        if first is not None:  # the experiment ran, but nothing in it worked
+            make_console(stderr=True).print(error_text(failure_summary(trials, first)))
+            return EXIT_FAILED
         return EXIT_OK
     if status is ExperimentStatus.STOPPED:
         console.print(f"resume with: remotetune resume {exp.id}")
@@ -190,10 +186,10 @@ def _stop_mode(args: argparse.Namespace, interrupts: _Interrupts, interactive: b
 def _on_event_printer(console: Console, plain: bool) -> Any:
     def on_event(ev: Any) -> None:
         stamp = time.strftime("%H:%M:%S", time.localtime(ev.time))
-        line = f"{stamp} {ev.level.upper():7} {ev.message}"
+        line = f"{stamp} {ev.level.upper():7} {clean(ev.message)}"
         console.print(line, highlight=False, markup=False, soft_wrap=True)
 
-    return on_event if plain else None
+    return on_event if plain or not console.is_terminal else None
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -208,28 +204,37 @@ def cmd_run(args: argparse.Namespace) -> int:
             hint="pass the experiment file: remotetune run path/to/experiment.yml",
         )
     config = cfg.load_experiment(path)
-    hosts = _machines(args, config)
-    console = Console(stderr=False)
-    plain = args.plain or not console.is_terminal
+    from remotetune.symlinks import check_symlinks
+
+    check_symlinks(config.trial_code_directory, follow=config.follow_symlinks, file=path)
+    hosts = hide_secrets(_machines(args, config))
+    console = make_console()
     store = _store()
     controller = Controller(
         config, hosts, store, ControllerOptions(home=_home(), seed=args.seed),
-        on_event=_on_event_printer(console, plain),
+        on_event=_on_event_printer(console, args.plain),
     )
     exp = controller.create([host_to_public_dict(h) for h in hosts])
-    console.print(f"experiment {exp.id} ({exp.name}): {config.trial_concurrency} at a time "
-                  f"on {len(hosts)} host(s); store {store.path}", highlight=False)
-    return _run_controller(controller, args, console)
+    with ExperimentLock(_home(), exp.id):
+        console.print(clean(f"experiment {exp.id} ({exp.name}): {config.trial_concurrency} "
+                            f"at a time on {len(hosts)} host(s); store {store.path}"),
+                      highlight=False)
+        return _run_controller(controller, args, console)
 
 
 def cmd_resume(args: argparse.Namespace) -> int:
-    from remotetune import config as cfg
-    from remotetune.controller import Controller, ControllerOptions
-
     store = _store()
     exp = store.experiment(args.experiment)
     if exp.source != "remotetune":
         raise StoreError(f"experiment {exp.id} was imported from NNI and cannot be resumed")
+    with ExperimentLock(_home(), exp.id):  # one controller per experiment
+        return _resume(args, store, exp)
+
+
+def _resume(args: argparse.Namespace, store: Any, exp: Any) -> int:
+    from remotetune import config as cfg
+    from remotetune.controller import Controller, ControllerOptions
+
     config = cfg.parse_experiment(exp.config, file=exp.config_file,
                                   base_dir=Path(exp.config_file).parent if exp.config_file
                                   else None)
@@ -240,11 +245,12 @@ def cmd_resume(args: argparse.Namespace) -> int:
                                   file=f"(machines of experiment {exp.id})")
     else:
         hosts = (cfg.local_machine(config.trial_concurrency),)
-    console = Console()
+    hosts = hide_secrets(hosts)
+    console = make_console()
     plain = args.plain or not console.is_terminal
     controller = Controller(config, hosts, store, ControllerOptions(home=_home(), seed=args.seed),
                             experiment=exp, on_event=_on_event_printer(console, plain))
-    console.print(f"resuming experiment {exp.id} ({exp.name})", highlight=False)
+    console.print(clean(f"resuming experiment {exp.id} ({exp.name})"), highlight=False)
     return _run_controller(controller, args, console)
 
 
@@ -254,8 +260,13 @@ def cmd_resume(args: argparse.Namespace) -> int:
 def cmd_ls(args: argparse.Namespace) -> int:
     from rich.table import Table
 
-    store = _store()
-    exps = store.experiments()
+    from remotetune.store import Store
+
+    if not Store.default_path().exists():  # nothing run yet: an empty list, not an error
+        exps: list[Any] = []
+    else:
+        store = _store(readonly=True)
+        exps = store.experiments()
     if args.json:
         rows = []
         for e in exps:
@@ -271,33 +282,33 @@ def cmd_ls(args: argparse.Namespace) -> int:
     for e in exps:
         best = store.best_trial(e.id)
         created = time.strftime("%Y-%m-%d %H:%M", time.localtime(e.created_at or 0))
-        table.add_row(e.id, e.name, e.status.value, str(len(store.trials(e.id))),
+        table.add_row(e.id, clean(e.name), e.status.value, str(len(store.trials(e.id))),
                       f"{best.final:.6g}" if best and best.final is not None else "-", created)
-    Console().print(table)
+    make_console().print(table)
     return EXIT_OK
 
 
 def cmd_trials(args: argparse.Namespace) -> int:
     from rich.table import Table
 
-    store = _store()
+    store = _store(readonly=True)
     exp = store.experiment(args.experiment)
     trials = store.trials(exp.id)
     if args.json:
         _print_json([trial_json(t) for t in trials])
         return EXIT_OK
-    table = Table("id", "status", "host", "final", "best", "parameters", title=exp.name)
+    table = Table("id", "status", "host", "final", "best", "parameters", title=clean(exp.name))
     for t in trials:
         table.add_row(t.id, t.status.value, _where(t), _num(t.final), _num(t.best_intermediate),
                       json.dumps(dict(t.parameters), sort_keys=True))
-    Console().print(table)
+    make_console().print(table)
     return EXIT_OK
 
 
 def _where(t: TrialRecord) -> str:
     if not t.host:
         return "-"
-    return f"{t.host}:{','.join(map(str, t.gpus))}" if t.gpus else t.host
+    return clean(f"{t.host}:{','.join(map(str, t.gpus))}" if t.gpus else t.host)
 
 
 def _num(v: float | None) -> str:
@@ -305,23 +316,24 @@ def _num(v: float | None) -> str:
 
 
 def cmd_best(args: argparse.Namespace) -> int:
-    store = _store()
+    store = _store(readonly=True)
     exp = store.experiment(args.experiment)
     best = store.best_trial(exp.id)
     if args.json:
         _print_json(trial_json(best) if best else None)
         return EXIT_OK
     if best is None:
-        Console().print(f"experiment {exp.id} has no trial with a final metric yet")
+        make_console().print(f"experiment {exp.id} has no trial with a final metric yet")
         return EXIT_OK
-    Console().print(f"best trial {best.id} ({exp.optimize_mode.value}): final={best.final:.6g}",
-                    highlight=False)
+    make_console().print(
+        f"best trial {best.id} ({exp.optimize_mode.value}): final={best.final:.6g}",
+        highlight=False)
     _print_json(dict(best.parameters))
     return EXIT_OK
 
 
 def cmd_show(args: argparse.Namespace) -> int:
-    store = _store()
+    store = _store(readonly=True)
     exp = store.experiment(args.experiment)
     trial = store.trial(exp.id, args.trial)
     metrics = store.metrics(exp.id, trial.id)
@@ -338,62 +350,22 @@ def cmd_show(args: argparse.Namespace) -> int:
         return EXIT_OK
     from remotetune.view import render_trial
 
-    Console().print(render_trial(exp, trial, metrics))
+    make_console().print(render_trial(exp, trial, metrics))
     return EXIT_OK
 
 
 def cmd_view(args: argparse.Namespace) -> int:
-    from remotetune.store import Store
     from remotetune.view import watch
 
-    store = _store()
+    store = _store(readonly=True)
     exp = store.experiment(args.experiment)
     path = store.path
     store.close()
     try:
-        watch(Path(path), exp.id, console=Console())
+        watch(Path(path), exp.id, console=make_console(layout=True))
     except KeyboardInterrupt:
         pass
-    del Store
     return EXIT_OK
-
-
-def cmd_export(args: argparse.Namespace) -> int:
-    from remotetune.export import export_trials
-
-    store = _store()
-    exp = store.experiment(args.experiment)
-    if args.output and args.output != "-":
-        with open(args.output, "w", newline="", encoding="utf-8") as out:
-            n = export_trials(store, exp.id, args.format, out)
-        print(f"wrote {n} trials to {args.output}", file=sys.stderr)
-    else:
-        export_trials(store, exp.id, args.format, sys.stdout)
-    return EXIT_OK
-
-
-def cmd_import_nni(args: argparse.Namespace) -> int:
-    from remotetune.nni_import import import_nni
-
-    store = _store()
-    ids = import_nni(store, args.path)
-    for exp_id in ids:
-        exp = store.experiment(exp_id)
-        print(f"imported {exp.id}: {exp.name} ({len(store.trials(exp_id))} trials)")
-    return EXIT_OK
-
-
-def cmd_check(args: argparse.Namespace) -> int:
-    from remotetune import config as cfg
-    from remotetune.check import check_hosts, render_checks
-
-    hosts = cfg.load_machines(args.machines) if args.machines else (cfg.local_machine(1),)
-    checks = check_hosts(hosts, timeout=args.timeout)
-    if args.json:
-        _print_json([asdict(c) for c in checks])
-    else:
-        Console().print(render_checks(checks))
-    return EXIT_OK if all(c.ok for c in checks) else EXIT_HOST
 
 
 # ---------------------------------------------------------------------------- parser
@@ -436,6 +408,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_check)
 
+    _add_reader_commands(sub)
+    return parser
+
+
+def _add_reader_commands(sub: Any) -> None:
+    """The commands that read the store and never run anything."""
     p = sub.add_parser("ls", help="list experiments")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_ls)
@@ -461,40 +439,51 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("experiment", metavar="EXP")
     p.add_argument("--format", choices=["csv", "json"], default="csv")
     p.add_argument("-o", "--output", metavar="FILE", help="default: standard output")
+    p.add_argument("--raw-csv", action="store_true",
+                   help="write CSV cells as they are (default: text starting with = + - @ "
+                        "gets a leading ' so spreadsheets do not run it as a formula)")
     p.set_defaults(func=cmd_export)
 
     p = sub.add_parser("import-nni", help="import an NNI experiment database (nni.sqlite)")
     p.add_argument("path", metavar="PATH")
     p.set_defaults(func=cmd_import_nni)
-    return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    err = Console(stderr=True)
+    err = make_console(stderr=True)
     # rich's handler prints above a live view instead of tearing through it.
     from rich.logging import RichHandler
 
+    handler = RichHandler(console=err, show_path=False, show_time=False)
+    handler.addFilter(CleanLogFilter())  # log lines carry host and trial text: data
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.WARNING,
         format="%(name)s: %(message)s",
-        handlers=[RichHandler(console=err, show_path=False, show_time=False)],
+        handlers=[handler],
     )
     if not args.verbose:  # paramiko logs tracebacks for failures we report ourselves
         logging.getLogger("paramiko").setLevel(logging.CRITICAL)
     try:
         return int(args.func(args))
-    except ConfigError as exc:
-        err.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False)
-        return EXIT_USAGE
-    except StoreError as exc:
-        err.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False)
+    except (ConfigError, StoreError) as exc:
+        err.print(error_text(str(exc)), highlight=False)
         return EXIT_USAGE
     except RemotetuneError as exc:
-        err.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False)
+        err.print(error_text(str(exc)), highlight=False)
         return exc.exit_code if exc.exit_code != 2 else EXIT_USAGE
     except KeyboardInterrupt:
         return EXIT_STOPPED
+    except BrokenPipeError:  # `remotetune export ... | head`: the reader has had enough
+        _quiet_stdout()
+        return EXIT_OK
+
+
+def _quiet_stdout() -> None:
+    """Point stdout at /dev/null so the interpreter's final flush cannot fail again."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    os.close(devnull)
 
 
 if __name__ == "__main__":

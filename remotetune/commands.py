@@ -56,10 +56,6 @@ def agent_command(python: str, workdir: str, lib_dir: str) -> str:
     )
 
 
-def lib_present_command(lib_dir: str) -> str:
-    return f"test -f {home_path(lib_dir)}/remotetune/_host/agent.py"
-
-
 SETUP_FAILED_EXIT = 254  # the agent's launcher reports it as "setup failed"
 
 
@@ -80,19 +76,22 @@ def trial_script(setup: tuple[str, ...] | list[str], command: str) -> str:
     return "\n".join(lines) + "\n"
 
 
-# `remotetune check`: the interpreter's version, then the workdir (created if missing,
-# write-probed, free bytes) as one JSON line. Parses on Python 2 too, so an old
-# interpreter is reported as too old rather than as a syntax error. argv: the workdir.
-_CHECK_PY = (
+# The host probe (`remotetune check` and every connect of a run): the interpreter's version,
+# then the workdir and its experiments/ (created if missing, write-probed), the free bytes, as
+# one JSON line. Parses on Python 2 too, so an old interpreter is reported as too old rather
+# than as a syntax error. argv: the workdir. Read by remotetune.backends.hostpool._probe.
+_PROBE_PY = (
     "import json,os,sys\n"
     "v=sys.version_info\n"
     "out={'version':'%d.%d.%d'%tuple(v[:3])}\n"
     "if v>=(3,8):\n"
     "  d=os.path.abspath(os.path.expanduser(sys.argv[1])); out['workdir']=d\n"
     "  try:\n"
-    "    os.makedirs(d,exist_ok=True)\n"
-    "    p=os.path.join(d,'.remotetune-check-%d'%os.getpid()); open(p,'wb').close()\n"
-    "    os.unlink(p); out['writable']=True\n"
+    "    for w in (d,os.path.join(d,'experiments')):\n"
+    "      os.makedirs(w,exist_ok=True)\n"
+    "      p=os.path.join(w,'.remotetune-check-%d'%os.getpid()); open(p,'wb').close()\n"
+    "      os.unlink(p)\n"
+    "    out['writable']=True\n"
     "  except OSError as e:\n"
     "    out['writable']=False; out['error']=str(e)\n"
     "  try:\n"
@@ -104,17 +103,41 @@ _CHECK_PY = (
 CHECK_MARK = "@@remotetune-check"
 
 
-def check_command(python: str, workdir: str, nvidia_smi_args: tuple[str, ...] | list[str]) -> str:
-    """One exec for `remotetune check`: Python and workdir facts, then nvidia-smi's output.
+def probe_command(python: str, workdir: str) -> str:
+    """The host probe alone (what a run does before shipping anything); output on stdout."""
+    return f"{q(python)} -c {q(_PROBE_PY)} {q(workdir)} 2>&1"
+
+
+def setup_command(setup: tuple[str, ...] | list[str], workdir: str) -> str:
+    """Run the host's ``setup`` lines as a trial's ``run.sh`` would (each checked), in the
+    workdir when it exists, with the shell the agent uses. Exit 254: a line failed."""
+    script = q(trial_script(setup, "true"))
+    return (
+        f"(cd {home_path(workdir)} 2>/dev/null || cd; "
+        f"for s in /bin/bash /usr/bin/bash /bin/sh; do "
+        f'[ -x "$s" ] && exec "$s" -c {script}; done; exec sh -c {script}) </dev/null'
+    )
+
+
+def check_command(
+    python: str,
+    workdir: str,
+    nvidia_smi_args: tuple[str, ...] | list[str],
+    setup: tuple[str, ...] | list[str] = (),
+) -> str:
+    """One exec for `remotetune check`: the probe, nvidia-smi's output, then the setup lines.
 
     Sections start with ``@@remotetune-check <name>`` lines and end with
     ``@@remotetune-check rc <exit code>`` (127: the program was not found).
     """
     smi = " ".join(q(a) for a in nvidia_smi_args)
     mark = q(CHECK_MARK)
-    return (
-        f"echo {mark} python; {q(python)} -c {q(_CHECK_PY)} {q(workdir)} 2>&1; "
+    command = (
+        f"echo {mark} python; {probe_command(python, workdir)}; "
         f"echo {mark} rc $?; echo {mark} gpus; "
         f"if command -v {q(nvidia_smi_args[0])} >/dev/null 2>&1; then {smi} 2>&1; "
         f"echo {mark} rc $?; else echo {mark} rc 127; fi"
     )
+    if setup:
+        command += f"; echo {mark} setup; {setup_command(setup, workdir)} 2>&1; echo {mark} rc $?"
+    return command

@@ -54,6 +54,16 @@ class TunerError(RemotetuneError):
     """A tuner could not be built or failed to suggest."""
 
 
+class AssessorError(RemotetuneError):
+    """An assessor could not be built or failed to decide."""
+
+
+class PlacementImpossible(RemotetuneError):
+    """No host can ever run a trial of this experiment (bad input: exit 2). Says why."""
+
+    exit_code = 2
+
+
 class StoreError(RemotetuneError):
     """The SQLite store is missing, locked or from an unknown version."""
 
@@ -63,6 +73,12 @@ class ExperimentNotFound(StoreError):
         super().__init__(
             f"no experiment {experiment_id!r} in the store (run `remotetune ls` to list them)"
         )
+
+
+class ExperimentBusy(StoreError):
+    """Another live controller runs the experiment (it holds the experiment's lock)."""
+
+    exit_code = 2
 
 
 class TransportError(RemotetuneError):
@@ -104,22 +120,40 @@ class RemoteSetupError(TransportError):
     reason = "host setup"
 
 
-class CommandFailed(TransportError):
-    """A remote command exited non-zero. Carries the command and its result."""
+class AgentError(TransportError):
+    """The host's agent answered ``ok: false``: the operation failed on the host."""
 
-    reason = "command"
+    reason = "agent"
 
-    def __init__(self, host: str, command: str, exit_code: int, stdout: str, stderr: str) -> None:
-        self.command = command
-        self.exit_code_ = exit_code
-        self.stdout = stdout
-        self.stderr = stderr
-        tail = "\n".join((stderr or stdout).strip().splitlines()[-5:])
-        super().__init__(host, f"command exited {exit_code}: {command}\n{tail}".rstrip())
+    def __init__(self, host: str, op: str, message: str, kind: str) -> None:
+        self.op = op
+        self.kind = kind
+        super().__init__(host, f"{op} failed on the host: {message}")
 
 
-class SyncError(TransportError):
-    """The trial code directory could not be sent (too large, unreadable...)."""
+class SyncError(RemotetuneError):
+    """The trial code could not be sent: :class:`LocalFilesError` or :class:`SyncProtocolError`."""
+
+
+class LocalFilesError(SyncError):
+    """A local file or directory (the trial code, the object store) could not be used.
+
+    ``path`` names the file; no host is involved, so this is not a :class:`TransportError`.
+    """
+
+    def __init__(self, path: str, message: str, *, hint: str | None = None) -> None:
+        self.path = path
+        self.message = message
+        self.hint = hint
+        super().__init__(self.__str__())
+
+    def __str__(self) -> str:
+        hint = f" ({self.hint})" if self.hint else ""
+        return f"{self.path}: {self.message}{hint}"
+
+
+class SyncProtocolError(TransportError, SyncError):
+    """A host answered the code sync with something it should not have."""
 
     reason = "sync"
 

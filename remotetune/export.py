@@ -13,10 +13,12 @@ from __future__ import annotations
 import csv
 import enum
 import json
+import math
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime, timezone
 from typing import Any, TextIO
 
+from remotetune import jsonsafe
 from remotetune.errors import ConfigError
 from remotetune.model import MetricKind, MetricPoint, OptimizeMode, TrialRecord
 from remotetune.store import Store
@@ -42,8 +44,15 @@ class ExportFormat(str, enum.Enum):
     JSON = "json"
 
 
-def export_trials(store: Store, experiment_id: str, fmt: str | ExportFormat, out: TextIO) -> int:
+def export_trials(store: Store, experiment_id: str, fmt: str | ExportFormat, out: TextIO,
+                  *, neutralize: bool = True) -> int:
     """Write the experiment's trials to ``out``; return the number of trials written.
+
+    CSV cells holding text that starts with ``=``, ``+``, ``-``, ``@``, a tab or a carriage
+    return get a leading ``'`` so a spreadsheet shows them as text instead of running them
+    as formulas (OWASP's CSV-injection rule); numbers are never changed. ``neutralize=False``
+    (``remotetune export --raw-csv``) writes the text as it is. JSON is strict: a non-finite
+    number is written as null.
 
     ``experiment_id`` may be a unique prefix. Raises ``ConfigError`` for an unknown format and
     ``ExperimentNotFound`` for an unknown experiment.
@@ -59,10 +68,11 @@ def export_trials(store: Store, experiment_id: str, fmt: str | ExportFormat, out
     points = _points_by_trial(store.metrics(exp.id))
     rows = [_row(t, points.get(t.id, ()), exp.optimize_mode) for t in trials]
     if form is ExportFormat.CSV:
-        _write_csv(rows, out)
+        _write_csv(rows, out, neutralize)
     else:
-        json.dump([_json_row(r, t) for r, t in zip(rows, trials, strict=True)], out, indent=2)
-        out.write("\n")
+        text, _ = jsonsafe.dumps([_json_row(r, t) for r, t in zip(rows, trials, strict=True)],
+                                 indent=2)
+        out.write(text + "\n")
     return len(rows)
 
 
@@ -138,22 +148,29 @@ def _param_columns(rows: Iterable[Mapping[str, Any]]) -> list[str]:
     return list(seen)
 
 
-def _csv_value(column: str, value: Any) -> Any:
+_FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def _csv_value(column: str, value: Any, neutralize: bool = True) -> Any:
     if value is None:
         return ""
     if column == "gpus":
         return ",".join(str(v) for v in value)  # "0,1"
+    if isinstance(value, float) and not math.isfinite(value):
+        return ""
     if isinstance(value, (list, dict, bool)):
-        return json.dumps(value)
+        value = json.dumps(value)
+    if neutralize and isinstance(value, str) and value.startswith(_FORMULA_STARTS):
+        return "'" + value  # text, not a formula; numbers (-0.5) are not strings here
     return value
 
 
-def _write_csv(rows: Sequence[Mapping[str, Any]], out: TextIO) -> None:
+def _write_csv(rows: Sequence[Mapping[str, Any]], out: TextIO, neutralize: bool = True) -> None:
     columns = [*LEADING_COLUMNS, *_param_columns(rows), *TRAILING_COLUMNS]
     writer = csv.writer(out, lineterminator="\n")
     writer.writerow(columns)
     for row in rows:
-        writer.writerow([_csv_value(c, row.get(c)) for c in columns])
+        writer.writerow([_csv_value(c, row.get(c), neutralize) for c in columns])
 
 
 def _json_row(row: Mapping[str, Any], trial: TrialRecord) -> dict[str, Any]:

@@ -90,11 +90,18 @@ def metric_value(raw: Any) -> float:
     """
     value = raw.get("default") if isinstance(raw, Mapping) else raw
     if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise ValueError(f"metric must be a number or a dict with a numeric 'default', got {raw!r}")
-    value = float(value)
-    if math.isnan(value):
+        shown = repr(raw) if not isinstance(raw, (dict, list, str)) else type(raw).__name__
+        raise ValueError(
+            f"metric must be a number or a dict with a numeric 'default', got {shown[:80]}")
+    try:
+        number = float(value)
+    except OverflowError:
+        raise ValueError("metric is out of the range of a float") from None
+    if math.isnan(number):
         raise ValueError("metric is NaN")
-    return value
+    if math.isinf(number):
+        raise ValueError("metric is infinite")
+    return number
 
 
 @dataclass(frozen=True)
@@ -178,13 +185,16 @@ class HostSpec:
     use_active_gpu: bool = False
     active_gpu_memory_pct: float = 10.0  # a GPU is active (busy) above either threshold
     active_gpu_util_pct: float = 10.0
-    slots: int | None = None  # CPU-only capacity; None: trialConcurrency (local) or 1
+    slots: int | None = None  # CPU-only capacity; None: trialConcurrency (every host)
     python: str = "python3"
     setup: tuple[str, ...] = ()
     env: Mapping[str, str] = field(default_factory=dict)
     workdir: str | None = None  # None: ~/.remotetune/hosts on the host
     connect_timeout: float = 10.0
     slurm: SlurmSpec | None = None  # set: the host is a Slurm login node, trials are jobs
+    # Not a machines.yml key: variables this host's processes must not inherit from the
+    # controller (for a local host, every passwordEnv/passphraseEnv variable of the run).
+    hidden_env: tuple[str, ...] = field(default=(), metadata={"machines_key": False})
 
 
 @dataclass(frozen=True)
@@ -214,6 +224,18 @@ class ExperimentRecord:
     ended_at: float | None = None
     message: str | None = None
     source: str = "remotetune"  # or "nni" for imported experiments
+
+
+class EventKind(str, enum.Enum):
+    TRIAL = "trial"
+    HOST = "host"
+    EXPERIMENT = "experiment"
+
+
+class EventLevel(str, enum.Enum):
+    INFO = "info"
+    WARNING = "warning"
+    ERROR = "error"
 
 
 @dataclass(frozen=True)

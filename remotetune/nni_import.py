@@ -15,11 +15,9 @@ duplicate it: the existing remotetune id is returned (``created=False`` in the r
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import re
-import sqlite3
 import time
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
@@ -27,7 +25,15 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from remotetune.errors import StoreError
+from remotetune._nni_db import (
+    Event,
+    Metric,
+    Profile,
+    assign_trials,
+    decode_json,
+    read_nni,
+    seconds,
+)
 from remotetune.model import (
     EventRecord,
     ExperimentRecord,
@@ -43,7 +49,6 @@ from remotetune.store import Store, scrub_secrets
 
 logger = logging.getLogger(__name__)
 
-NNI_TABLES = ("ExperimentProfile", "TrialJobEvent", "MetricData")
 IMPORT_KEY = "importedFrom"  # config key recording where an imported experiment came from
 
 _STATUS_EVENTS: Mapping[str, TrialStatus] = {
@@ -79,37 +84,6 @@ class NniImport:
 
 
 @dataclass(frozen=True)
-class _Profile:
-    nni_id: str
-    params: Mapping[str, Any]
-    start_ms: int | None
-    end_ms: int | None
-    log_dir: str | None
-    revision: int
-    exec_duration: int | None
-
-
-@dataclass(frozen=True)
-class _Event:
-    time: float
-    trial_id: str
-    event: str
-    data: str | None
-    log_path: str | None
-    sequence: int | None
-
-
-@dataclass(frozen=True)
-class _Metric:
-    time: float
-    trial_id: str
-    parameter_id: str
-    kind: str
-    sequence: int | None
-    data: str
-
-
-@dataclass(frozen=True)
 class _Parameters:
     parameter_id: str
     values: Mapping[str, Any]
@@ -126,8 +100,8 @@ def import_nni(store: Store, path: str | os.PathLike[str]) -> list[str]:
 def import_nni_report(store: Store, path: str | os.PathLike[str]) -> list[NniImport]:
     """Like :func:`import_nni`, with what each import did (for the CLI to report)."""
     file = Path(path).expanduser()
-    profiles, events, metrics = _read(file)
-    owners = _assign_trials(profiles, events)
+    profiles, events, metrics = read_nni(file)
+    owners = assign_trials(profiles, events)
     owned = set().union(*owners.values()) if owners else set()
     existing = _already_imported(store)
     results: list[NniImport] = []
@@ -155,98 +129,6 @@ def import_nni_report(store: Store, path: str | os.PathLike[str]) -> list[NniImp
     return results
 
 
-# --- reading NNI's file ----------------------------------------------------------------------
-
-
-def _read(file: Path) -> tuple[list[_Profile], list[_Event], list[_Metric]]:
-    if not file.is_file():
-        raise StoreError(
-            f"{file}: no such NNI database (NNI keeps it in "
-            "~/nni-experiments/<experiment id>/db/nni.sqlite)"
-        )
-    try:
-        conn = sqlite3.connect(f"{file.resolve().as_uri()}?mode=ro", uri=True)
-    except sqlite3.Error as exc:
-        raise StoreError(f"{file}: cannot open it as SQLite: {exc}") from exc
-    try:
-        try:
-            tables = {r[0] for r in conn.execute("select name from sqlite_master")}
-        except sqlite3.DatabaseError as exc:
-            raise StoreError(f"{file}: not an NNI database ({exc})") from exc
-        missing = [t for t in NNI_TABLES if t not in tables]
-        if missing:
-            raise StoreError(
-                f"{file}: not an NNI database: missing table(s) {', '.join(missing)} "
-                "(pass the nni.sqlite from ~/nni-experiments/<experiment id>/db/)"
-            )
-        return _profiles(file, conn), _events(conn), _metrics(conn)
-    except sqlite3.Error as exc:
-        raise StoreError(f"{file}: reading the NNI database failed: {exc}") from exc
-    finally:
-        conn.close()
-
-
-def _profiles(file: Path, conn: sqlite3.Connection) -> list[_Profile]:
-    latest: dict[str, tuple[Any, ...]] = {}
-    rows = conn.execute(
-        "select id, params, startTime, endTime, logDir, revision, execDuration "
-        "from ExperimentProfile order by rowid"
-    )
-    for row in rows:
-        nni_id = str(row[0])
-        if nni_id not in latest or (row[5] or 0) >= (latest[nni_id][5] or 0):
-            latest[nni_id] = row
-    if not latest:
-        raise StoreError(
-            f"{file}: the NNI database holds no experiment (ExperimentProfile is empty)"
-        )
-    profiles = []
-    for nni_id, (_, params, start, end, log_dir, revision, exec_s) in latest.items():
-        decoded = _decode_json(params)
-        if not isinstance(decoded, Mapping):
-            raise StoreError(f"{file}: experiment {nni_id}: its params are not a JSON object")
-        profiles.append(
-            _Profile(nni_id, decoded, start or None, end or None, log_dir, revision or 0, exec_s)
-        )
-    return sorted(profiles, key=lambda p: (p.start_ms or 0, p.nni_id))
-
-
-def _events(conn: sqlite3.Connection) -> list[_Event]:
-    rows = conn.execute(
-        "select timestamp, trialJobId, event, data, logPath, sequenceId from TrialJobEvent "
-        "where trialJobId is not null and trialJobId != '' order by timestamp, rowid"
-    )
-    return [_Event(_seconds(r[0]) or 0.0, str(r[1]), str(r[2]), r[3], r[4], r[5]) for r in rows]
-
-
-def _metrics(conn: sqlite3.Connection) -> list[_Metric]:
-    rows = conn.execute(
-        "select timestamp, trialJobId, parameterId, type, sequence, data from MetricData "
-        "order by timestamp, rowid"
-    )
-    return [
-        _Metric(_seconds(r[0]) or 0.0, str(r[1]), str(r[2]), str(r[3]), r[4], r[5]) for r in rows
-    ]
-
-
-def _assign_trials(profiles: Sequence[_Profile], events: Sequence[_Event]) -> dict[str, set[str]]:
-    """Which trials belong to which experiment (NNI's trial tables carry no experiment id).
-
-    One experiment (the normal case) gets every trial. With several, a trial goes to the
-    experiment whose id appears in its log path, else to the last one started.
-    """
-    ids = [p.nni_id for p in profiles]
-    owners: dict[str, set[str]] = defaultdict(set)
-    for ev in events:
-        owner = ids[-1]
-        if len(ids) > 1:
-            owner = next((i for i in ids if ev.log_path and f"/{i}/" in ev.log_path), owner)
-            if any(ev.trial_id in s for s in owners.values()):
-                continue
-        owners[owner].add(ev.trial_id)
-    return owners
-
-
 def _already_imported(store: Store) -> dict[str, str]:
     found: dict[str, str] = {}
     for exp in store.experiments():
@@ -259,27 +141,10 @@ def _already_imported(store: Store) -> dict[str, str]:
 # --- decoding --------------------------------------------------------------------------------
 
 
-def _seconds(ms: int | float | None) -> float | None:
-    return None if ms is None else float(ms) / 1000.0
-
-
-def _decode_json(text: Any) -> Any:
-    """JSON that may be encoded more than once (NNI double-encodes metric data)."""
-    value = text
-    for _ in range(3):
-        if not isinstance(value, (str, bytes)):
-            return value
-        try:
-            value = json.loads(value)
-        except ValueError:
-            return value if value is not text else None
-    return value
-
-
 def _parameters(data: str | None) -> _Parameters | None:
     if not data:
         return None
-    form = _decode_json(data)
+    form = decode_json(data)
     if not isinstance(form, Mapping) or not isinstance(form.get("parameters"), Mapping):
         return None
     return _Parameters(str(form.get("parameter_id")), dict(form["parameters"]))
@@ -344,9 +209,9 @@ def _machines(params: Mapping[str, Any]) -> tuple[Mapping[str, Any], ...]:
 def _import_one(
     store: Store,
     file: Path,
-    profile: _Profile,
-    events: Sequence[_Event],
-    metrics: Sequence[_Metric],
+    profile: Profile,
+    events: Sequence[Event],
+    metrics: Sequence[Metric],
 ) -> NniImport:
     params, dropped = scrub_secrets(dict(profile.params))
     if dropped:
@@ -356,49 +221,70 @@ def _import_one(
             ", ".join(dropped),
         )
     if isinstance(params.get("searchSpace"), str):  # NNI v1 keeps it as a JSON string
-        params["searchSpace"] = _decode_json(params["searchSpace"])
+        params["searchSpace"] = decode_json(params["searchSpace"])
     tuner, mode = _algorithm(params)
+    exp_id = store.new_experiment_id()
+    trials, points, skipped = _build_trials(exp_id, profile.nni_id, events, metrics, mode)
+    record = _experiment(exp_id, file, profile, params, trials, tuner, mode)
+    what = f"imported NNI experiment {profile.nni_id} from {file}"
+    stored = _write(store, record, trials, points, what)
+    logger.info(
+        "imported NNI experiment %s as %s (%d trials, %d metrics)",
+        profile.nni_id,
+        exp_id,
+        len(trials),
+        stored,
+    )
+    return NniImport(profile.nni_id, exp_id, True, len(trials), stored, skipped)
+
+
+def _build_trials(
+    exp_id: str,
+    nni_id: str,
+    events: Sequence[Event],
+    metrics: Sequence[Metric],
+    mode: OptimizeMode,
+) -> tuple[list[TrialRecord], dict[str, list[MetricPoint]], int]:
+    """The trials, their metric points and how many metric rows were skipped."""
     by_parameter_id: dict[str, _Parameters] = {}
-    trial_events: dict[str, list[_Event]] = defaultdict(list)
+    trial_events: dict[str, list[Event]] = defaultdict(list)
     for ev in events:
         trial_events[ev.trial_id].append(ev)
         form = _parameters(ev.data)
         if form is not None:
             by_parameter_id[form.parameter_id] = form
-    trial_metrics: dict[str, list[_Metric]] = defaultdict(list)
+    trial_metrics: dict[str, list[Metric]] = defaultdict(list)
     for m in metrics:
         trial_metrics[m.trial_id].append(m)
     orphans = sorted(set(trial_metrics) - set(trial_events))
     if orphans:
         logger.warning(
-            "NNI experiment %s: metrics of unknown trials %s skipped",
-            profile.nni_id,
-            ", ".join(orphans),
+            "NNI experiment %s: metrics of unknown trials %s skipped", nni_id, ", ".join(orphans)
         )
-
-    exp_id = store.new_experiment_id()
     trials: list[TrialRecord] = []
     points: dict[str, list[MetricPoint]] = {}
     skipped = sum(len(trial_metrics[t]) for t in orphans)
     used_sequences: set[int] = set()
     for trial_id, evs in trial_events.items():
-        pts, bad = _points(trial_id, trial_metrics.get(trial_id, []))
+        mets = trial_metrics.get(trial_id, [])
+        pts, bad = _points(trial_id, mets)
         skipped += bad
         points[trial_id] = pts
         trials.append(
-            _trial(
-                exp_id,
-                trial_id,
-                evs,
-                trial_metrics.get(trial_id, []),
-                pts,
-                by_parameter_id,
-                mode,
-                used_sequences,
-            )
+            _trial(exp_id, trial_id, evs, mets, pts, by_parameter_id, mode, used_sequences)
         )
-    trials = _unique_sequences(trials)
+    return _unique_sequences(trials), points, skipped
 
+
+def _experiment(
+    exp_id: str,
+    file: Path,
+    profile: Profile,
+    params: dict[str, Any],
+    trials: Sequence[TrialRecord],
+    tuner: str,
+    mode: OptimizeMode,
+) -> ExperimentRecord:
     active = any(not t.status.is_finished() for t in trials)
     status = (
         ExperimentStatus.RUNNING if profile.end_ms is None and active else ExperimentStatus.DONE
@@ -413,7 +299,7 @@ def _import_one(
         "importedAt": time.time(),
     }
     name = str(params.get("experimentName") or "").strip()
-    record = ExperimentRecord(
+    return ExperimentRecord(
         id=exp_id,
         name=f"{name} (nni {profile.nni_id})" if name else f"nni {profile.nni_id}",
         status=status,
@@ -426,36 +312,42 @@ def _import_one(
             params.get("maxExperimentDuration", params.get("maxExecDuration"))
         ),
         trial_concurrency=_optional_int(params.get("trialConcurrency")) or 1,
-        created_at=_seconds(profile.start_ms),
-        started_at=_seconds(profile.start_ms),
-        ended_at=_seconds(profile.end_ms),
+        created_at=seconds(profile.start_ms),
+        started_at=seconds(profile.start_ms),
+        ended_at=seconds(profile.end_ms),
         message=f"imported from NNI database {file}",
         source="nni",
     )
+
+
+def _write(
+    store: Store,
+    record: ExperimentRecord,
+    trials: Sequence[TrialRecord],
+    points: Mapping[str, Sequence[MetricPoint]],
+    what: str,
+) -> int:
+    """Write one experiment through the store's writer API, in one transaction.
+
+    The same public methods the controller uses (``save_trial``, ``add_metrics``,
+    ``add_event``, ``save_experiment``); all or nothing. Returns the metric points stored.
+    """
     stored = 0
     with store.batch():
         for trial in trials:
             store.save_trial(trial)
             pts = points[trial.id]
-            stored += store.add_metrics(exp_id, trial.id, pts, 0) if pts else 0
+            stored += store.add_metrics(record.id, trial.id, pts, 0) if pts else 0
         store.add_event(
             EventRecord(
-                exp_id,
+                record.id,
                 time.time(),
                 "experiment",
-                f"imported NNI experiment {profile.nni_id} from {file}: "
-                f"{len(trials)} trials, {stored} metrics",
+                f"{what}: {len(trials)} trials, {stored} metrics",
             )
         )
         store.save_experiment(record)
-    logger.info(
-        "imported NNI experiment %s as %s (%d trials, %d metrics)",
-        profile.nni_id,
-        exp_id,
-        len(trials),
-        stored,
-    )
-    return NniImport(profile.nni_id, exp_id, True, len(trials), stored, skipped)
+    return stored
 
 
 def _optional_int(value: Any) -> int | None:
@@ -467,13 +359,13 @@ def _optional_int(value: Any) -> int | None:
         return None
 
 
-def _points(trial_id: str, metrics: Sequence[_Metric]) -> tuple[list[MetricPoint], int]:
+def _points(trial_id: str, metrics: Sequence[Metric]) -> tuple[list[MetricPoint], int]:
     """The trial's metric points, numbered 0, 1, 2... in the order NNI received them."""
     out: list[MetricPoint] = []
     bad = 0
     for m in metrics:
         kind = _METRIC_KINDS.get(m.kind)
-        raw = _decode_json(m.data)
+        raw = decode_json(m.data)
         try:
             if kind is None:
                 raise ValueError(f"metric type {m.kind!r}")
@@ -489,8 +381,8 @@ def _points(trial_id: str, metrics: Sequence[_Metric]) -> tuple[list[MetricPoint
 def _trial(
     exp_id: str,
     trial_id: str,
-    events: Sequence[_Event],
-    metrics: Sequence[_Metric],
+    events: Sequence[Event],
+    metrics: Sequence[Metric],
     points: Sequence[MetricPoint],
     by_parameter_id: Mapping[str, _Parameters],
     mode: OptimizeMode,
@@ -515,13 +407,7 @@ def _trial(
                 started = ev.time
             if status.is_finished():
                 ended = ev.time
-    # the metrics' parameterId wins: the FINAL one's, else the last reported one's
-    chosen = own
-    reported = [m for m in metrics if m.kind == "FINAL"] or list(metrics)
-    if reported:
-        pid = reported[-1].parameter_id
-        if pid in by_parameter_id and (own is None or own.parameter_id != pid):
-            chosen = by_parameter_id[pid]
+    chosen = _chosen_parameters(own, metrics, by_parameter_id)
     host, trial_dir = _where(log_path)
     inter = [p.value for p in points if p.kind is MetricKind.INTERMEDIATE]
     finals = [p.value for p in points if p.kind is MetricKind.FINAL]
@@ -549,6 +435,20 @@ def _trial(
         intermediate_count=len(inter),
         message="NNI reported status UNKNOWN" if last_status_event == "UNKNOWN" else None,
     )
+
+
+def _chosen_parameters(
+    own: _Parameters | None,
+    metrics: Sequence[Metric],
+    by_parameter_id: Mapping[str, _Parameters],
+) -> _Parameters | None:
+    """The metrics' parameterId wins: the FINAL one's, else the last reported one's."""
+    reported = [m for m in metrics if m.kind == "FINAL"] or list(metrics)
+    if reported:
+        pid = reported[-1].parameter_id
+        if pid in by_parameter_id and (own is None or own.parameter_id != pid):
+            return by_parameter_id[pid]
+    return own
 
 
 def _unique_sequences(trials: list[TrialRecord]) -> list[TrialRecord]:

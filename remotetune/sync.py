@@ -20,9 +20,10 @@ Excluded by default (a ``!`` rule can re-include them): ``.git``, ``.hg``, ``.sv
 ``.ipynb_checkpoints``.
 
 Symlinks: a link to a file is followed (the snapshot holds the target's content as a
-regular file); links to directories and dangling links are skipped with a warning, so a
-``data -> /datasets`` link never drags a dataset along (nor loops). Empty directories are
-not recreated. Sockets and FIFOs are skipped.
+regular file); ``remotetune run`` first refuses links to files outside the directory unless
+``followSymlinks: true`` (:mod:`remotetune.symlinks`). Links to directories and dangling
+links are skipped with a warning, so a ``data -> /datasets`` link never drags a dataset
+along (nor loops). Empty directories are not recreated. Sockets and FIFOs are skipped.
 """
 
 from __future__ import annotations
@@ -42,7 +43,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from remotetune.backends.hostpool._host.syncops import manifest_digest, write_new
-from remotetune.errors import SyncError
+from remotetune.errors import LocalFilesError, SyncProtocolError
 
 log = logging.getLogger(__name__)
 
@@ -229,8 +230,8 @@ def _walk(root: Path) -> list[_FileStat]:
         try:
             entries = sorted(os.scandir(dirpath), key=lambda e: e.name)
         except OSError as exc:
-            raise SyncError(str(root), f"cannot list {dirpath}: {exc.strerror or exc}",
-                            hint="fix its permissions or exclude it in .remotetuneignore"
+            raise LocalFilesError(dirpath, f"cannot list it: {exc.strerror or exc}",
+                                  hint="fix its permissions or exclude it in .remotetuneignore"
                             ) from None
         subdirs = []
         for entry in entries:
@@ -243,8 +244,8 @@ def _walk(root: Path) -> list[_FileStat]:
                 log.warning("skipping %s: dangling symlink", rel)
                 continue
             except OSError as exc:
-                raise SyncError(str(root), f"cannot read {rel}: {exc.strerror or exc}",
-                                hint="fix its permissions or exclude it in .remotetuneignore"
+                raise LocalFilesError(str(root / rel), f"cannot read it: {exc.strerror or exc}",
+                                      hint="fix its permissions or exclude it in .remotetuneignore"
                                 ) from None
             if _excluded(rel, is_dir, _default_excluded(entry, is_dir), frozen_rules):
                 continue
@@ -292,10 +293,12 @@ def _save_cache(cache_file: Path, root: Path, files: dict[str, list[Any]]) -> No
         log.warning("cannot write hash cache %s: %s", cache_file, exc)
 
 
-def _too_big(root: Path, files: list[_FileStat], total: int, max_bytes: int) -> SyncError:
+def _too_big(
+    root: Path, files: list[_FileStat], total: int, max_bytes: int
+) -> LocalFilesError:
     largest = sorted(files, key=lambda f: f.size, reverse=True)[:5]
     listing = ", ".join(f"{f.path} ({f.size / 2**20:.1f} MiB)" for f in largest)
-    return SyncError(
+    return LocalFilesError(
         str(root),
         f"the trial code directory holds {total / 2**20:.1f} MiB in {len(files)} files, over "
         f"the {max_bytes / 2**20:.0f} MiB limit; largest: {listing}",
@@ -310,7 +313,7 @@ def build_manifest(
     """Walk ``root`` (ignore rules above) and hash every file, reusing ``cache_file``."""
     root = Path(root).resolve()
     if not root.is_dir():
-        raise SyncError(str(root), "the trial code directory does not exist",
+        raise LocalFilesError(str(root), "the trial code directory does not exist",
                         hint="check trialCodeDirectory in the experiment file")
     files = _walk(root)
     total = sum(f.size for f in files)
@@ -329,8 +332,8 @@ def build_manifest(
             try:
                 sha = hash_file(f.abspath)
             except OSError as exc:
-                raise SyncError(str(root), f"cannot read {f.path}: {exc.strerror or exc}",
-                                hint="fix its permissions or exclude it") from None
+                raise LocalFilesError(str(f.abspath), f"cannot read it: {exc.strerror or exc}",
+                                      hint="fix its permissions or exclude it") from None
             hashed += 1
         if f.mtime_ns < racy_after:
             fresh[f.path] = [f.size, f.mtime_ns, sha]
@@ -379,7 +382,7 @@ def _load_index(objects_dir: Path) -> dict[str, _Blob]:
 def freeze(root: Path, manifest: Manifest, objects_dir: Path) -> None:
     """Copy the blobs the local store lacks into one new pack, checking each sha256.
 
-    Raises :class:`SyncError` when a file changed since :func:`build_manifest` (then build
+    Raises :class:`LocalFilesError` when a file changed since :func:`build_manifest` (then build
     the manifest again).
     """
     root = Path(root).resolve()
@@ -401,9 +404,9 @@ def freeze(root: Path, manifest: Manifest, objects_dir: Path) -> None:
             for sha, entry in needed.items():
                 data = (root / entry.path).read_bytes()
                 if hashlib.sha256(data).hexdigest() != sha:
-                    raise SyncError(str(root), f"{entry.path} changed while the code was being "
-                                    "frozen", hint="start the experiment again once edits "
-                                    "are saved")
+                    raise LocalFilesError(str(root / entry.path), f"{entry.path} changed while "
+                                          "the code was being frozen", hint="start the "
+                                          "experiment again once edits are saved")
                 info = tarfile.TarInfo(sha)
                 info.size = len(data)
                 info.mode = 0o444
@@ -413,8 +416,8 @@ def freeze(root: Path, manifest: Manifest, objects_dir: Path) -> None:
         os.replace(tmp, packs / f"{name}.tar")
         write_new(str(packs / f"{name}.json"), json.dumps({"members": members}).encode())
     except OSError as exc:
-        raise SyncError(str(root), f"cannot freeze the code into {packs}: "
-                        f"{exc.strerror or exc}") from None
+        raise LocalFilesError(str(exc.filename or packs), f"cannot freeze the code into "
+                              f"{packs}: {exc.strerror or exc}") from None
     finally:
         tmp.unlink(missing_ok=True)
 
@@ -422,7 +425,7 @@ def freeze(root: Path, manifest: Manifest, objects_dir: Path) -> None:
 # --------------------------------------------------------------------------- sending
 
 
-def _tar(index: dict[str, _Blob], shas: Sequence[str]) -> bytes:
+def _tar(index: dict[str, _Blob], shas: Sequence[str], objects_dir: Path | None = None) -> bytes:
     """A tar stream of ``shas``: their members' raw bytes copied from the packs."""
     parts: list[bytes] = []
     handles: dict[Path, Any] = {}
@@ -430,15 +433,16 @@ def _tar(index: dict[str, _Blob], shas: Sequence[str]) -> bytes:
         for sha in shas:
             blob = index.get(sha)
             if blob is None:
-                raise SyncError("local", f"object {sha} is not in the local store",
-                                hint="freeze() the manifest before syncing it")
+                raise LocalFilesError(str(objects_dir or "objects"), f"object {sha} is missing",
+                                      hint="freeze() the manifest before syncing it")
             handle = handles.get(blob.pack)
             if handle is None:
                 handle = handles[blob.pack] = open(blob.pack, "rb")  # noqa: SIM115
             handle.seek(blob.start)
             parts.append(handle.read(blob.end - blob.start))
     except OSError as exc:
-        raise SyncError("local", f"cannot read the local store: {exc}") from None
+        raise LocalFilesError(str(exc.filename or objects_dir), "cannot read the local object "
+                              f"store: {exc.strerror or exc}") from None
     finally:
         for handle in handles.values():
             handle.close()
@@ -473,12 +477,12 @@ def sync_snapshot(client: AgentCaller, manifest: Manifest, objects_dir: Path) ->
     sizes = {e.sha256: e.size for e in manifest.entries}
     unknown = [sha for sha in missing if sha not in sizes]
     if unknown:
-        raise SyncError(client.host, f"the host asked for objects not in the manifest: "
+        raise SyncProtocolError(client.host, f"the host asked for objects not in the manifest: "
                         f"{unknown[:3]}")
     sent = 0
     index = _load_index(objects_dir) if missing else {}
     for batch in _batches(missing, sizes):
-        tar = _tar(index, batch)
+        tar = _tar(index, batch, objects_dir)
         client.call("sync_put", payload=tar, timeout=_timeout(len(tar)))
         sent += sum(sizes[sha] for sha in batch)
     answer = client.call("sync_materialize", snapshot=manifest.digest, payload=payload,
@@ -486,11 +490,4 @@ def sync_snapshot(client: AgentCaller, manifest: Manifest, objects_dir: Path) ->
     log.debug("%s: sent %d objects (%d bytes) for snapshot %s", client.host, len(missing),
               sent, manifest.digest[:12])
     return str(answer["path"])
-
-
-def default_cache_file(root: Path, base: Path | None = None) -> Path:
-    """Where the hash cache of ``root`` lives (``~/.remotetune/cache/`` by default)."""
-    base = base or Path.home() / ".remotetune" / "cache"
-    key = hashlib.sha256(str(Path(root).resolve()).encode()).hexdigest()[:16]
-    return base / f"manifest-{key}.json"
 

@@ -93,7 +93,18 @@ def _check(value: Any) -> Any:
         )
     if isinstance(number, float) and math.isnan(number):
         raise ValueError("a metric must not be NaN")
-    json.dumps(value)  # fails early on values JSON cannot hold
+    if isinstance(number, float) and math.isinf(number):
+        raise ValueError("a metric must be finite, got %r" % number)
+    if isinstance(number, int):
+        try:
+            float(number)
+        except OverflowError:
+            raise ValueError("a metric must fit in a float; this integer has %d bits"
+                             % number.bit_length()) from None
+    try:  # fails early on values strict JSON cannot hold (NaN or infinity inside a dict)
+        json.dumps(value, allow_nan=False)
+    except ValueError as exc:
+        raise ValueError("a metric must hold only finite numbers: %s" % exc) from None
     return value
 
 

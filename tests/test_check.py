@@ -142,3 +142,93 @@ def test_unresponsive_host_times_out(tmp_path: Path) -> None:
 
 def test_no_hosts() -> None:
     assert check_hosts([]) == []
+
+
+def test_setup_lines_run_and_a_failing_line_fails_the_host(ssh_host: SshServer,
+                                                           tmp_path: Path) -> None:
+    """`check` runs the host's setup lines as a trial would: the failing line and its output."""
+    good = ssh_host.spec(name="good", setup=("export RT_X=1", 'test "$RT_X" = 1'))
+    bad = ssh_host.spec(name="bad", setup=(
+        "echo preparing the env",
+        "sh -c 'echo ERROR: no matching distribution for torch==9.9 >&2; exit 3'",
+        "echo never reached",
+    ))
+    local = HostSpec(name="here", local=True, workdir=str(tmp_path / "wd"),
+                     setup=("no-such-command-rt --version",))
+    ok, failed, here = check_hosts([good, bad, local], timeout=10)
+    assert ok.ok, ok.message
+    assert not failed.ok and failed.reason is CheckReason.SETUP
+    assert failed.message.startswith("setup line 2 failed (exit 3):")
+    assert "torch==9.9" in failed.message and "preparing the env" in failed.message
+    assert "never reached" not in failed.message
+    assert failed.python_version and failed.gpus  # the other facts still come back
+    assert here.reason is CheckReason.SETUP and "setup line 1 failed (exit 127)" in here.message
+    text = render([ok, failed, here])
+    assert "FAIL: setup failed" in text and "2 of 3 hosts failed" in text
+
+
+def test_unwritable_workdir_is_workdir_not_writable_in_check_and_at_run_time(
+    ssh_host: SshServer,
+) -> None:
+    """`workdir: /proc/rt`: the same words from `check` and from a run's connect, no traceback."""
+    from remotetune.backends.hostpool._session import HostSession
+    from remotetune.errors import RemoteSetupError
+
+    spec = ssh_host.spec(name="procfs", workdir="/proc/rt")
+    (check,) = check_hosts([spec], timeout=10)
+    assert check.reason is CheckReason.WORKDIR
+    assert "workdir /proc/rt is not writable" in check.message
+    session = HostSession(spec)
+    try:
+        with pytest.raises(RemoteSetupError) as info:
+            session.open()
+    finally:
+        session.close()
+    text = str(info.value)
+    assert "workdir /proc/rt is not writable" in text and "no Python" not in text
+    assert "Traceback" not in text and 'File "' not in text and "line " not in text
+    assert "`workdir:`" in text  # the hint
+
+
+def test_unwritable_experiments_dir_is_caught_by_the_probe(ssh_host: SshServer) -> None:
+    """The probe also write-tests `experiments/` under the workdir, where trials go."""
+    from remotetune.backends.hostpool._session import HostSession
+    from remotetune.errors import RemoteSetupError
+
+    wd = ssh_host.workdir / "ro"
+    spec = ssh_host.spec(name="ro", workdir=str(wd))
+    (check,) = check_hosts([spec], timeout=10)
+    assert check.ok, check.message
+    (wd / "experiments").chmod(0o555)
+    try:
+        (check,) = check_hosts([spec], timeout=10)
+        assert check.reason is CheckReason.WORKDIR and "experiments" in check.message
+        session = HostSession(spec)
+        with pytest.raises(RemoteSetupError, match="not writable"):
+            session.open()
+        session.close()
+    finally:
+        (wd / "experiments").chmod(0o755)
+
+
+def test_probe_verdicts_and_traceback_free_detail() -> None:
+    """The one probe reading (pure logic): check and a run's connect share these words."""
+    from remotetune.backends.hostpool._probe import (
+        HostFacts,
+        ProbeFailure,
+        last_line,
+        parse_probe,
+        probe_problem,
+    )
+
+    trace = ('Traceback (most recent call last):\n  File "<string>", line 4, in <module>\n'
+             "PermissionError: [Errno 13] Permission denied: '/srv/rt'\n")
+    assert last_line(trace) == "PermissionError: [Errno 13] Permission denied: '/srv/rt'"
+    missing = probe_problem("py3", parse_probe("sh: 1: py3: not found\n"))
+    assert missing is not None and missing.failure is ProbeFailure.NO_PYTHON
+    assert "(sh: 1: py3: not found)" in missing.message
+    old = probe_problem("python3", parse_probe('noise\n{"version": "3.6.9"}\n'))
+    assert old is not None and old.failure is ProbeFailure.OLD_PYTHON
+    full = probe_problem("python3", HostFacts("3.11.2", "/w", True, None, 1000))
+    assert full is not None and full.failure is ProbeFailure.DISK_FULL
+    assert probe_problem("python3", HostFacts("3.11.2", "/w", True, None, 1 << 30)) is None

@@ -323,3 +323,39 @@ def test_import_does_not_write_to_the_nni_file(tmp_path: Path, store: Store) -> 
     before = nni.read_bytes()
     import_nni(store, nni)
     assert nni.read_bytes() == before
+
+
+def test_import_writes_through_the_store_api_in_one_transaction(
+    tmp_path: Path, store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Only the controller's public writer methods, inside one `Store.batch()`: all or nothing."""
+    nni = build_v2(tmp_path / "nni.sqlite")
+    calls: list[str] = []
+
+    def spy(name: str):  # type: ignore[no-untyped-def]
+        real = getattr(store, name)
+
+        def call(*a, **kw):  # type: ignore[no-untyped-def]
+            calls.append(name if store._lock._is_owned() else f"{name} outside batch")  # type: ignore[attr-defined]
+            return real(*a, **kw)
+
+        return call
+
+    for name in ("save_trial", "add_metrics", "add_event", "save_experiment"):
+        monkeypatch.setattr(store, name, spy(name))
+    [exp_id] = import_nni(store, nni)
+    assert calls and all("outside" not in c for c in calls), calls
+    assert calls[-1] == "save_experiment" and "save_trial" in calls and "add_metrics" in calls
+
+    def boom(rec: object) -> None:
+        raise RuntimeError("disk full")
+
+    other = tmp_path / "other.sqlite"
+    build_v2(other)
+    with Store(tmp_path / "second.db") as fresh:
+        monkeypatch.setattr(fresh, "save_experiment", boom)
+        with pytest.raises(RuntimeError, match="disk full"):
+            import_nni(fresh, other)
+        assert fresh.experiments() == []
+        assert fresh._rows("count", "select count(*) from trials")[0][0] == 0
+        assert fresh._rows("count", "select count(*) from metrics")[0][0] == 0

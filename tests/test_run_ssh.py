@@ -281,6 +281,13 @@ def _empty_known_hosts(tmp_path: Path) -> str:
     return str(path)
 
 
+def _locked_key(tmp_path: Path) -> str:
+    key = tmp_path / "locked_ed25519"
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "s3cret", "-f", str(key)],
+                   check=True)
+    return str(key)
+
+
 # case -> (machines.yml keys for host "h", environment, words the error must contain)
 BAD_HOSTS: dict[str, tuple[Callable[[Path], dict[str, Any]], dict[str, str], tuple[str, ...]]] = {
     "wrong key": (lambda p: {"identityFile": _other_key(p)}, {}, ("authentication",)),
@@ -293,6 +300,12 @@ BAD_HOSTS: dict[str, tuple[Callable[[Path], dict[str, Any]], dict[str, str], tup
     "closed port": (lambda p: {"port": free_port()}, {}, ("refused",)),
     "no python": (lambda p: {"python": "/nonexistent/python3"}, {},
                   ("/nonexistent/python3", "python")),
+    "workdir not writable": (lambda p: {"workdir": "/proc/rt"}, {},
+                             ("workdir /proc/rt is not writable",)),
+    "wrong passphrase": (
+        lambda p: {"identityFile": _locked_key(p), "passphraseEnv": "RT_TEST_PASSPHRASE"},
+        {"RT_TEST_PASSPHRASE": "not-it"}, ("wrong passphrase for", "locked_ed25519"),
+    ),
 }
 
 
@@ -311,6 +324,9 @@ def test_a_host_that_cannot_be_used_is_a_clear_error(
     for word in words:
         assert word.lower() in err.lower(), (word, err)
     assert "fix the machines file" in err, err
+    assert "Traceback" not in err and 'File "' not in err and "PEM" not in err, err
+    if case == "workdir not writable":
+        assert "no python" not in err.lower(), err
     # The experiment is in the store, FAILED, with the reason; no trial ever ran.
     exp_id, trials = the_experiment(tmp_path)
     with open_store(tmp_path) as store:
@@ -326,7 +342,9 @@ def test_a_failing_setup_line_fails_the_trials_not_the_experiment(
     entry = host_entry(ssh_host, "h", setup=["true", "false"])
     experiment, machines_file = write_files(tmp_path, [entry], X, maxTrialNumber=3)
     result = run_experiment(tmp_path, experiment, machines_file)
-    assert result.returncode == 0, result.stderr + result.stdout
+    # every trial failed: the run says so and exits 1 (issue 8), the experiment itself is DONE
+    assert result.returncode == 1, result.stderr + result.stdout
+    assert "all 3 trials failed" in " ".join(result.stderr.split())
     exp_id, trials = the_experiment(tmp_path)
     with open_store(tmp_path) as store:
         assert store.experiment(exp_id).status is ExperimentStatus.DONE

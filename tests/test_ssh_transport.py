@@ -186,7 +186,8 @@ def test_unknown_host_key_and_accepting_it(
         SSHTransport(spec).connect()
     text = str(info.value)
     assert text.startswith("new-box: unknown host key for [127.0.0.1]:")
-    assert f"ssh-keyscan -p {server.port} 127.0.0.1 >> ~/.ssh/known_hosts" in text
+    # the hint names the configured knownHostsFile (issue 8): that is the file this host reads
+    assert f"ssh-keyscan -p {server.port} 127.0.0.1 >> {empty}" in text
     assert "acceptUnknownHostKey: true" in text
     assert info.value.reason == "unknown host key"
     with caplog.at_level(logging.WARNING, logger="remotetune.transport.ssh"):
@@ -261,7 +262,7 @@ def test_dropped_connection_then_reconnect(ssh_host: SshServer) -> None:
 def test_ssh_config_alias_and_proxy_jump(
     sshd_factory: Callable[..., SshServer], tmp_path: Path
 ) -> None:
-    jump, target = sshd_factory(), sshd_factory()
+    jump, target = sshd_factory(log_level="DEBUG"), sshd_factory()
     config = tmp_path / "ssh_config"
     config.write_text(
         f"Host bastion\n  HostName 127.0.0.1\n  Port {jump.port}\n  User {TEST_USER}\n"
@@ -276,6 +277,7 @@ def test_ssh_config_alias_and_proxy_jump(
     with SSHTransport(spec) as t:
         assert t.run("echo $REMOTETUNE_TEST_SSHD").stdout.strip() == target.server_id
         assert t.target is not None and t.target.proxy_jump == "bastion"
+    assert _forwarded_to(jump, target.port), jump.log_text[-2000:]  # really through bastion
     # The jump host's key is checked too.
     known.write_text(target.known_hosts.read_text())
     with pytest.raises(HostKeyError, match="jump bastion"):
@@ -291,3 +293,79 @@ def test_no_paramiko_exception_escapes_a_dead_transport(ssh_host: SshServer) -> 
     assert not t.connected
     t.close()
     assert os.path.exists(ssh_host.root)
+
+
+def test_wrong_passphrase_names_the_key(
+    server: SshServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Not paramiko's PEM message: "wrong passphrase for KEY" (issue 8)."""
+    key = tmp_path / "locked"
+    subprocess.run(["cp", str(server.client_key), str(key)], check=True)
+    subprocess.run(["ssh-keygen", "-q", "-p", "-N", "s3cret", "-f", str(key)], check=True,
+                   capture_output=True)
+    monkeypatch.setenv("RT_TEST_PASSPHRASE", "not-it")
+    spec = server.spec(name="locked-box", identity_file=str(key),
+                       passphrase_env="RT_TEST_PASSPHRASE")
+    with pytest.raises(AuthenticationFailed) as info:
+        SSHTransport(spec).connect()
+    text = str(info.value)
+    assert text.startswith(f"locked-box: wrong passphrase for {key}")
+    assert "passphraseEnv" in text
+    assert "PEM" not in text and "BEGIN" not in text and "not-it" not in text
+
+
+def _hop_entry(alias: str, server: SshServer, extra: str = "") -> str:
+    return (f"Host {alias}\n  HostName 127.0.0.1\n  Port {server.port}\n  User {TEST_USER}\n"
+            f"  IdentityFile {server.client_key}\n{extra}")
+
+
+def _forwarded_to(jump: SshServer, port: int) -> bool:
+    """The jump host's sshd log records a direct-tcpip forward to 127.0.0.1:port."""
+    return any("direct" in line and f"port {port}" in line and "target" in line
+               for line in jump.log_text.splitlines())
+
+
+def test_proxy_jump_chain_really_goes_through_both_jump_hosts(
+    sshd_factory: Callable[..., SshServer], tmp_path: Path
+) -> None:
+    """ProxyJump j1,j2: each hop's sshd forwards to the next; with j1 down nothing connects."""
+    j1, j2 = sshd_factory(log_level="DEBUG"), sshd_factory(log_level="DEBUG")
+    target = sshd_factory()
+    config = tmp_path / "ssh_config"
+    config.write_text(_hop_entry("j1", j1) + _hop_entry("j2", j2)
+                      + _hop_entry("gpu-node", target, "  ProxyJump j1,j2\n"))
+    known = tmp_path / "known_hosts"
+    known.write_text(j1.known_hosts.read_text() + j2.known_hosts.read_text()
+                     + target.known_hosts.read_text())
+    spec = HostSpec(name="gpu-node", host="gpu-node", ssh_config_file=str(config),
+                    known_hosts_file=str(known), use_agent=False)
+    with SSHTransport(spec) as t:
+        assert t.run("echo $REMOTETUNE_TEST_SSHD").stdout.strip() == target.server_id
+        assert t.target is not None and t.target.proxy_jump == "j1,j2"
+    assert _forwarded_to(j1, j2.port), j1.log_text[-2000:]
+    assert _forwarded_to(j2, target.port), j2.log_text[-2000:]
+    assert not _forwarded_to(j1, target.port)  # j1 only ever reached j2
+    j1.stop()
+    with pytest.raises(HostUnreachable) as info:
+        SSHTransport(spec).connect()
+    assert "jump j1" in str(info.value) and info.value.reason == "connection refused"
+
+
+def test_proxy_command_goes_through_the_command(
+    sshd_factory: Callable[..., SshServer], tmp_path: Path
+) -> None:
+    """ProxyCommand (OpenSSH's `ssh -W` through a jump host here), and one that fails."""
+    jump, target = sshd_factory(log_level="DEBUG"), sshd_factory()
+    proxy = " ".join([*jump.ssh_command(), "-W", "%h:%p", "127.0.0.1"])
+    config = tmp_path / "ssh_config"
+    config.write_text(_hop_entry("via-cmd", target, f"  ProxyCommand {proxy}\n")
+                      + _hop_entry("broken", target, "  ProxyCommand false\n"))
+    spec = HostSpec(name="via-cmd", host="via-cmd", ssh_config_file=str(config),
+                    known_hosts_file=str(target.known_hosts), use_agent=False)
+    with SSHTransport(spec) as t:
+        assert t.run("echo $REMOTETUNE_TEST_SSHD").stdout.strip() == target.server_id
+        assert t.target is not None and t.target.proxy_command
+    assert _forwarded_to(jump, target.port), jump.log_text[-2000:]
+    with pytest.raises(HostUnreachable) as info:
+        SSHTransport(replace(spec, name="broken", host="broken")).connect()
+    assert "ProxyCommand" in str(info.value) and info.value.reason == "unreachable"

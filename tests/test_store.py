@@ -475,3 +475,133 @@ def test_parameters_roundtrip_any_json(tmp_path_factory: pytest.TempPathFactory,
         s.add_metrics("abcd1234", "t0", [MetricPoint("t0", 0, MetricKind.FINAL, 1.0, params, 0)], 1)
         assert s.trial("abcd1234", "t0").parameters == params
         assert s.metrics("abcd1234")[0].raw == params
+
+
+# --- read-only opening (the CLI's readers) ----------------------------------------------------
+
+
+def _fingerprint(path: Path) -> tuple[int, int, bytes]:
+    st = path.stat()
+    return st.st_mtime_ns, st.st_size, path.read_bytes()
+
+
+def test_open_readonly_missing_store_is_a_clear_error_and_creates_nothing(tmp_path: Path) -> None:
+    path = tmp_path / "home" / "remotetune.db"
+    with pytest.raises(StoreError, match="no store at"):
+        Store.open_readonly(path)
+    assert not path.parent.exists()
+
+
+def test_open_readonly_reads_and_never_writes(tmp_path: Path) -> None:
+    path = tmp_path / "remotetune.db"
+    with Store(path) as s:
+        s.save_experiment(make_experiment())
+        s.save_trial(make_trial("t1", 0, final=0.5))
+        s.add_metrics("abcd1234", "t1", [point("t1", 0, 0.5)], 10)
+    before = _fingerprint(path)
+    files_before = sorted(p.name for p in tmp_path.iterdir())
+    time.sleep(0.02)  # so a write would move the mtime
+    with Store.open_readonly(path) as r:
+        assert r.readonly
+        assert r.experiment("abcd1234").name == "mnist"
+        assert [t.id for t in r.trials("abcd1234")] == ["t1"]
+        assert r.best_trial("abcd1234") is not None
+        assert len(r.metrics("abcd1234", "t1")) == 1
+        with pytest.raises(StoreError, match="read-only"):
+            r.save_trial(make_trial("t2", 1))
+        with pytest.raises(StoreError, match="read-only"):
+            r.add_event(EventRecord("abcd1234", 1.0, "trial", "m"))
+        with pytest.raises(sqlite3.OperationalError, match="readonly"):
+            r._db.execute("delete from trials")  # even below the Store API, SQLite refuses
+    assert _fingerprint(path) == before
+    # SQLite's WAL reader may leave an empty -wal (and its -shm index); never any content
+    new = {p.name: p.stat().st_size for p in tmp_path.iterdir() if p.name not in files_before}
+    assert set(new) <= {"remotetune.db-wal", "remotetune.db-shm"}
+    assert new.get("remotetune.db-wal", 0) == 0
+
+
+def test_open_readonly_refuses_an_older_store_without_touching_it(tmp_path: Path) -> None:
+    path = tmp_path / "remotetune.db"
+    from sqlite_utils import Database
+
+    db = Database(str(path))
+    migrate(db, str(path), MIGRATIONS[:1])  # what an older remotetune left behind
+    db.close()
+    before = _fingerprint(path)
+    with pytest.raises(StoreError, match="run any writing command once"):
+        Store.open_readonly(path)
+    assert _fingerprint(path) == before
+    with Store(path):  # a writer upgrades it ...
+        pass
+    with Store.open_readonly(path) as r:  # ... and then readers open it
+        assert r.experiments() == []
+
+
+def test_open_readonly_refuses_a_newer_store(tmp_path: Path) -> None:
+    path = tmp_path / "remotetune.db"
+    extra = Migration("9999_future", lambda db: None)
+    from sqlite_utils import Database
+
+    db = Database(str(path))
+    migrate(db, str(path), (*MIGRATIONS, extra))
+    db.close()
+    with pytest.raises(StoreError, match="newer remotetune"):
+        Store.open_readonly(path)
+
+
+def _cli(home: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "REMOTETUNE_HOME": str(home), "PYTHONPATH": str(REPO)}
+    return subprocess.run(
+        [sys.executable, "-m", "remotetune.cli", *args],
+        env=env, capture_output=True, text=True, timeout=120,
+    )
+
+
+def test_reading_commands_work_beside_a_writer_and_never_write(tmp_path: Path) -> None:
+    """ls/trials/best/show/export/view read the WAL a live writer holds; the file stays as is."""
+    home = tmp_path / "home"
+    path = home / "remotetune.db"
+    writer = Store(path)
+    try:
+        writer.save_experiment(make_experiment(status=ExperimentStatus.DONE, ended_at=1100.0))
+        writer.save_trial(make_trial("t1", 0, status=TrialStatus.SUCCEEDED, final=0.75))
+        writer.add_metrics("abcd1234", "t1", [point("t1", 0, 0.75, MetricKind.FINAL)], 10)
+        wal = path.with_name(path.name + "-wal")
+        assert wal.stat().st_size > 0  # the rows live in the writer's WAL, not yet in the file
+        before = _fingerprint(path)
+        wal_before = _fingerprint(wal)
+        outputs = {}
+        for args in (("ls", "--json"), ("trials", "abcd1234", "--json"),
+                     ("best", "abcd1234", "--json"), ("show", "abcd1234", "t1", "--json"),
+                     ("export", "abcd1234", "--format", "csv"), ("view", "abcd1234")):
+            result = _cli(home, *args)
+            assert result.returncode == 0, (args, result.stderr)
+            outputs[args[0]] = result.stdout
+        assert json.loads(outputs["ls"])[0]["id"] == "abcd1234"
+        assert json.loads(outputs["best"])["id"] == "t1"
+        assert "t1" in outputs["export"]
+        assert _fingerprint(path) == before
+        assert _fingerprint(wal) == wal_before
+        writer.save_trial(make_trial("t2", 1))  # the writer is never blocked by them
+    finally:
+        writer.close()
+
+
+def test_reading_commands_on_a_missing_or_older_store(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    result = _cli(home, "ls", "--json")  # nothing has run yet: an empty list
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout) == []
+    result = _cli(home, "trials", "abcd1234")
+    assert result.returncode == 2
+    assert "no store at" in result.stderr
+    assert not home.exists()
+    home.mkdir()
+    from sqlite_utils import Database
+
+    db = Database(str(home / "remotetune.db"))
+    migrate(db, str(home / "remotetune.db"), MIGRATIONS[:1])
+    db.close()
+    result = _cli(home, "trials", "abc")
+    assert result.returncode == 2
+    assert "run any writing command once" in result.stderr

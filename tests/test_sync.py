@@ -368,3 +368,35 @@ def test_host_session_sync_entry_point(local_session: HostSession, tmp_path: Pat
     freeze(root, manifest, tmp_path / "objects")
     path = local_session.sync(manifest, tmp_path / "objects")
     assert (Path(path) / "train.py").read_text() == "print('hi')\n"
+
+
+def test_local_file_problems_are_local_files_errors_naming_the_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Not a TransportError of a host called "local": a LocalFilesError with the file's path."""
+    from remotetune.errors import LocalFilesError, TransportError
+
+    missing = tmp_path / "no-such-code"
+    with pytest.raises(LocalFilesError) as info:
+        build_manifest(missing)
+    assert not isinstance(info.value, TransportError)
+    assert info.value.path == str(missing) and str(info.value).startswith(f"{missing}: ")
+    assert info.value.exit_code == 1
+
+    root = tmp_path / "code"
+    write(root, "train.py", "print(1)")
+    secret = write(root, "data/locked.bin", b"\0")
+
+    def denied(path: Any) -> str:
+        raise PermissionError(13, "Permission denied", str(path))
+
+    monkeypatch.setattr(sync, "hash_file", denied)
+    with pytest.raises(LocalFilesError, match="cannot read it: Permission denied") as info:
+        build_manifest(root)
+    assert info.value.path in (str(secret), str(root / "train.py"))
+    monkeypatch.undo()
+
+    objects = tmp_path / "objects"
+    with pytest.raises(LocalFilesError, match="is missing") as info:
+        sync._tar({}, ["ab" * 32], objects)
+    assert info.value.path == str(objects)

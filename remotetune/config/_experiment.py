@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from remotetune.config._algorithms import check_assessor, check_tuner
 from remotetune.config._fields import Section, Source, describe
 from remotetune.config._machines import (
     local_machine,
@@ -29,9 +30,9 @@ logger = logging.getLogger(__name__)
 EXPERIMENT_KEYS: tuple[str, ...] = (
     "experimentName", "searchSpace", "searchSpaceFile", "trialCommand", "trialCodeDirectory",
     "trialConcurrency", "maxTrialNumber", "maxExperimentDuration", "maxTrialDuration",
-    "trialGpuNumber", "tuner", "assessor", "trainingService",
+    "trialGpuNumber", "tuner", "advisor", "assessor", "trainingService",
     "pollInterval", "hostGracePeriod", "maxTrialRetries", "retryFailedTrials",
-    "killGracePeriod", "seed",
+    "killGracePeriod", "seed", "followSymlinks",
 )
 #: NNI keys that are accepted and ignored, with a warning.
 NNI_IGNORED_KEYS: tuple[str, ...] = (
@@ -90,6 +91,7 @@ class ExperimentConfig:
     retry_failed_trials: int = 0
     kill_grace_period: float = 10.0
     seed: int | None = None
+    follow_symlinks: bool = False  # upload files that symlinks point to outside the code dir
     machines: tuple[HostSpec, ...] | None = None  # from trainingService, if given
     raw: Mapping[str, Any] = field(default_factory=dict)  # search space inlined, for the store
 
@@ -125,11 +127,14 @@ def _parse(data: Any, src: Source) -> ExperimentConfig:
     assert code_dir is not None
     concurrency = top.integer("trialConcurrency", required=True, minimum=1, example="4")
     assert concurrency is not None
-    tuner = _tuner(top, "tuner") or TunerSpec("TPE", {"optimize_mode": "maximize"})
-    machines = _training_service(top, concurrency)
+    tuner_key = _tuner_key(top)
+    tuner = _tuner(top, tuner_key) or TunerSpec("TPE", {"optimize_mode": "maximize"})
+    assessor = _tuner(top, "assessor")
     seed = top.integer("seed", minimum=0, maximum=2**32 - 1, example="42")
+    check_assessor(top, tuner_key, check_tuner(top, tuner_key, space, seed))
+    machines = _training_service(top, concurrency)
     stem = Path(src.file).stem if src.file else "experiment"
-    raw = _raw(top, space_raw, code_dir, tuner, machines)
+    raw = _raw(top, space_raw, code_dir, tuner_key, tuner, machines)
     return ExperimentConfig(
         file=None if src.file is None else os.path.abspath(src.file),
         name=top.text("experimentName", default=stem, example="mnist-lr") or stem,
@@ -144,13 +149,14 @@ def _parse(data: Any, src: Source) -> ExperimentConfig:
         max_trial_duration=top.seconds("maxTrialDuration", positive=True, example='"30m"'),
         trial_gpu_number=top.integer("trialGpuNumber", minimum=0, example="1"),
         tuner=tuner,
-        assessor=_tuner(top, "assessor"),
+        assessor=assessor,
         poll_interval=_seconds(top, "pollInterval", 0.02, positive=True, example="0.5"),
         host_grace_period=_seconds(top, "hostGracePeriod", 300.0, example='"5m"'),
         max_trial_retries=top.integer("maxTrialRetries", default=2, minimum=0) or 0,
         retry_failed_trials=top.integer("retryFailedTrials", default=0, minimum=0) or 0,
         kill_grace_period=_seconds(top, "killGracePeriod", 10.0, example='"10s"'),
         seed=seed,
+        follow_symlinks=top.flag("followSymlinks", default=False),
         machines=machines,
         raw=raw,
     )
@@ -178,9 +184,6 @@ def _check_top_keys(top: Section) -> None:
         if key in _NNI_V1:
             raise top.fail(key, f"{key} is an NNI v1 key",
                            hint=f"remotetune reads NNI v2 files: use {_NNI_V1[key]}")
-        if key == "advisor":
-            raise top.fail(key, "advisors are not supported",
-                           hint="use a tuner (and an assessor for early stopping)")
         raise top.unknown(key, EXPERIMENT_KEYS)
 
 
@@ -264,6 +267,17 @@ def _space_path(data: Any, key: str) -> KeyPath:
     return tuple(path)
 
 
+def _tuner_key(top: Section) -> str:
+    """``advisor`` (NNI 2's key for Hyperband and BOHB) when given, else ``tuner``."""
+    if not top.has("advisor"):
+        return "tuner"
+    if top.has("tuner"):
+        raise top.fail("advisor", "give a tuner or an advisor, not both",
+                       hint="an advisor (Hyperband, BOHB) is a tuner: NNI 3 writes it under "
+                       "tuner:, so keep one of the two keys")
+    return "advisor"
+
+
 def _tuner(top: Section, key: str) -> TunerSpec | None:
     sec = top.section(key, what="a mapping with name (or className) and classArgs")
     if sec is None:
@@ -327,15 +341,15 @@ def _training_service(top: Section, concurrency: int) -> tuple[HostSpec, ...] | 
     return parse_host_list(sec.src, (*sec.path, "machineList"), entries, defaults=None, nni=True)
 
 
-def _raw(top: Section, space: dict[str, Any], code_dir: Path, tuner: TunerSpec,
-         machines: tuple[HostSpec, ...] | None) -> dict[str, Any]:
+def _raw(top: Section, space: dict[str, Any], code_dir: Path, tuner_key: str,
+         tuner: TunerSpec, machines: tuple[HostSpec, ...] | None) -> dict[str, Any]:
     """The file as loaded, re-parseable anywhere: search space inlined, paths absolute."""
     raw = copy.deepcopy(dict(top.data))
     raw.pop("searchSpaceFile", None)
     raw["searchSpace"] = copy.deepcopy(space)
     raw["trialCodeDirectory"] = str(code_dir)
     if tuner.code_directory is not None:
-        raw["tuner"]["codeDirectory"] = tuner.code_directory
+        raw[tuner_key]["codeDirectory"] = tuner.code_directory
     service = raw.get("trainingService")
     if machines and isinstance(service, dict) and isinstance(service.get("machineList"), list):
         for entry, spec in zip(service["machineList"], machines, strict=True):

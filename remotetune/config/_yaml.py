@@ -76,10 +76,40 @@ def load_yaml(text: str, *, file: str | None) -> Loaded:
     return Loaded(data, lines)
 
 
-def load_json(text: str, *, file: str | None) -> Loaded:
-    """Parse JSON with JSON's own rules; key lines come from a best-effort YAML pass."""
+class _DuplicateKey(ValueError):
+    def __init__(self, key: str) -> None:
+        super().__init__(key)
+        self.key = key
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in out:
+            raise _DuplicateKey(key)
+        out[key] = value
+    return out
+
+
+def _duplicate_line(text: str, file: str | None) -> int | None:
     try:
-        data = json.loads(text)
+        load_yaml(text, file=file)
+    except ConfigError as exc:
+        return exc.line if "duplicate key" in exc.message else None
+    return None
+
+
+def load_json(text: str, *, file: str | None) -> Loaded:
+    """Parse JSON with JSON's own rules, except that a key may appear only once in an
+    object (JSON would keep the last silently); key lines come from a YAML pass."""
+    try:
+        data = json.loads(text, object_pairs_hook=_unique_keys)
+    except _DuplicateKey as exc:
+        raise ConfigError(
+            f"duplicate key {exc.key!r}", file=file, key=exc.key,
+            line=_duplicate_line(text, file),
+            hint="write each key once: JSON would silently keep only the last one",
+        ) from None
     except json.JSONDecodeError as exc:
         raise ConfigError(
             f"not valid JSON: {exc.msg} (column {exc.colno})",

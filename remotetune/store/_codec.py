@@ -67,11 +67,16 @@ def dumps(value: Any) -> str:
 
 
 def loads(text: str | None, default: Any = None) -> Any:
-    return default if text is None or text == "" else json.loads(text)
+    if text is None or text == "":
+        return default
+    try:
+        return json.loads(text)
+    except (ValueError, RecursionError):  # a row written before lines were checked: keep text
+        return text
 
 
 def _finite_or_none(value: float | None) -> float | None:
-    if value is None or (isinstance(value, float) and math.isnan(value)):
+    if value is None or (isinstance(value, float) and not math.isfinite(value)):
         return None
     return float(value)
 

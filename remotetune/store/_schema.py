@@ -137,9 +137,22 @@ def _m002_experiment_created_index(db: Database) -> None:
     db.table("experiments").create_index(["created_at"], index_name="idx_experiments_created")
 
 
+def _m003_code_manifests(db: Database) -> None:
+    # The trial code as it was when an experiment started (its sync manifest, JSON), so
+    # a resumed experiment ships the same code. Was $REMOTETUNE_HOME/experiments/<id>/
+    # manifest.json before; that file is still read when this row is missing.
+    db.table("code_manifests").create(
+        {"experiment_id": str, "manifest": str, "created_at": float},
+        pk="experiment_id",
+        not_null=["manifest"],
+        foreign_keys=[("experiment_id", "experiments", "id")],
+    )
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration("0001_initial", _m001_initial),
     Migration("0002_experiment_created_index", _m002_experiment_created_index),
+    Migration("0003_code_manifests", _m003_code_manifests),
 )
 
 
@@ -150,14 +163,26 @@ def applied_migrations(db: Database) -> list[str]:
     return [name for (name,) in rows]
 
 
-def migrate(db: Database, path: str, migrations: tuple[Migration, ...] = MIGRATIONS) -> list[str]:
-    """Apply the pending migrations in order; return the names applied now.
+def check_current(
+    db: Database, path: str, migrations: tuple[Migration, ...] = MIGRATIONS
+) -> None:
+    """Raise :class:`StoreError` unless the store has exactly these migrations (for readers).
 
-    Runs under ``BEGIN IMMEDIATE`` so two processes opening a new file at once do not both
-    create the tables: the second waits (busy timeout), then finds nothing left to do.
+    A reader never migrates: an older store asks the user to run a writing command once.
     """
-    known = {m.name for m in migrations}
     done = applied_migrations(db)
+    _refuse_unknown(done, migrations, path)
+    missing = [m.name for m in migrations if m.name not in done]
+    if missing:
+        raise StoreError(
+            f"{path}: the store was written by an older remotetune and needs upgrading "
+            f"(missing migrations {', '.join(missing)}); run any writing command once "
+            "to upgrade it (for example `remotetune run` or `remotetune import-nni`)"
+        )
+
+
+def _refuse_unknown(done: list[str], migrations: tuple[Migration, ...], path: str) -> None:
+    known = {m.name for m in migrations}
     unknown = [name for name in done if name not in known]
     if unknown:
         raise StoreError(
@@ -165,6 +190,16 @@ def migrate(db: Database, path: str, migrations: tuple[Migration, ...] = MIGRATI
             f"({', '.join(unknown)}); it was written by a newer remotetune "
             "(upgrade remotetune, or set REMOTETUNE_HOME to use another store)"
         )
+
+
+def migrate(db: Database, path: str, migrations: tuple[Migration, ...] = MIGRATIONS) -> list[str]:
+    """Apply the pending migrations in order; return the names applied now.
+
+    Runs under ``BEGIN IMMEDIATE`` so two processes opening a new file at once do not both
+    create the tables: the second waits (busy timeout), then finds nothing left to do.
+    """
+    done = applied_migrations(db)
+    _refuse_unknown(done, migrations, path)
     if len(done) == len(migrations):
         return []
     conn = db.conn

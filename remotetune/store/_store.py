@@ -1,7 +1,8 @@
 """The SQLite store: one file, WAL mode, the controller its only writer.
 
-Readers (``remotetune view/ls/trials/best/show/export``) open the same file from other
-processes while the controller runs: WAL lets them read a consistent snapshot without blocking
+Readers (``remotetune view/ls/trials/best/show/export``) open the same file read-only
+(:meth:`Store.open_readonly`, SQLite's ``mode=ro``) from other processes while the controller
+runs: they never migrate or write, WAL lets them read a consistent snapshot without blocking
 the writer, and the busy timeout covers the short moments a checkpoint needs the lock.
 """
 
@@ -13,6 +14,7 @@ import secrets
 import sqlite3
 import string
 import threading
+import time
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -32,7 +34,7 @@ from remotetune.model import (
     TrialStatus,
 )
 from remotetune.store import _codec as codec
-from remotetune.store._schema import migrate
+from remotetune.store._schema import check_current, migrate
 
 logger = logging.getLogger(__name__)
 
@@ -71,6 +73,34 @@ _UPSERT_HOST = (
 )
 
 
+def _connect_writer(path: Path) -> sqlite3.Connection:
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise StoreError(
+            f"cannot create the store's directory {path.parent}: {exc.strerror} "
+            f"(set {HOME_ENV} to a writable directory)"
+        ) from exc
+    try:
+        return sqlite3.connect(str(path), timeout=BUSY_TIMEOUT_S, check_same_thread=False)
+    except sqlite3.Error as exc:
+        raise StoreError(f"{path}: open failed: {exc}") from exc
+
+
+def _connect_reader(path: Path) -> sqlite3.Connection:
+    """A ``mode=ro`` connection: SQLite refuses every write on it, and creates no file."""
+    if not path.is_file():
+        raise StoreError(
+            f"no store at {path} (run an experiment first, or set {HOME_ENV} to the "
+            "directory that holds remotetune.db)"
+        )
+    uri = f"{path.resolve().as_uri()}?mode=ro"
+    try:
+        return sqlite3.connect(uri, uri=True, timeout=BUSY_TIMEOUT_S, check_same_thread=False)
+    except sqlite3.Error as exc:
+        raise StoreError(f"{path}: open for reading failed: {exc}") from exc
+
+
 def _random_id(alphabet: str, length: int) -> str:
     return "".join(secrets.choice(alphabet) for _ in range(length))
 
@@ -82,34 +112,46 @@ class Store:
     Every method raises :class:`StoreError` (naming the file) for SQLite failures.
     """
 
-    def __init__(self, path: str | os.PathLike[str]) -> None:
+    def __init__(self, path: str | os.PathLike[str], *, readonly: bool = False) -> None:
+        """Open (creating and migrating when needed) the store at ``path`` for writing.
+
+        With ``readonly=True`` (see :meth:`open_readonly`) the file is opened with SQLite's
+        ``mode=ro``: nothing is created, migrated or written, and every write method raises
+        :class:`StoreError`.
+        """
         self.path = Path(path).expanduser()
+        self.readonly = readonly
         self._lock = threading.RLock()
+        conn = _connect_reader(self.path) if readonly else _connect_writer(self.path)
         try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise StoreError(
-                f"cannot create the store's directory {self.path.parent}: {exc.strerror} "
-                f"(set {HOME_ENV} to a writable directory)"
-            ) from exc
-        conn: sqlite3.Connection | None = None
-        try:
-            conn = sqlite3.connect(str(self.path), timeout=BUSY_TIMEOUT_S, check_same_thread=False)
             self._db = Database(conn, execute_plugins=False)
             self._db.execute(f"pragma busy_timeout = {int(BUSY_TIMEOUT_S * 1000)}")
-            self._db.enable_wal()
-            self._db.execute("pragma synchronous = normal")
-            applied = migrate(self._db, str(self.path))
+            if readonly:
+                check_current(self._db, str(self.path))
+                applied: list[str] = []
+            else:
+                self._db.enable_wal()
+                self._db.execute("pragma synchronous = normal")
+                applied = migrate(self._db, str(self.path))
         except sqlite3.Error as exc:
-            if conn is not None:
-                conn.close()
+            conn.close()
             raise self._error("open", exc) from exc
         except BaseException:
-            if conn is not None:
-                conn.close()
+            conn.close()
             raise
         if applied:
             logger.info("store %s: applied migrations %s", self.path, ", ".join(applied))
+
+    @classmethod
+    def open_readonly(cls, path: str | os.PathLike[str]) -> Store:
+        """Open an existing, up-to-date store for reading only (the CLI's readers use this).
+
+        Never creates, migrates or writes the file, so readers may run beside the controller
+        (WAL gives them a consistent snapshot). Raises :class:`StoreError` when the file is
+        missing, or was written by an older remotetune (run any writing command once to
+        upgrade it) or a newer one.
+        """
+        return cls(path, readonly=True)
 
     # --- opening and closing -----------------------------------------------------------------
 
@@ -121,8 +163,8 @@ class Store:
         return base / DB_NAME
 
     @classmethod
-    def open_default(cls) -> Store:
-        return cls(cls.default_path())
+    def open_default(cls, *, readonly: bool = False) -> Store:
+        return cls(cls.default_path(), readonly=readonly)
 
     def close(self) -> None:
         with self._lock:
@@ -166,6 +208,8 @@ class Store:
 
     @contextmanager
     def _write(self, action: str) -> Iterator[Database]:
+        if self.readonly:
+            raise StoreError(f"{self.path}: {action} refused: this store was opened read-only")
         with self._guard(action) as db, db.atomic():
             yield db
 
@@ -364,6 +408,21 @@ class Store:
                 (experiment_id,),
             )
         return [codec.metric_from_row(r) for r in rows]
+
+    # --- code manifests ----------------------------------------------------------------------
+
+    def save_manifest(self, experiment_id: str, manifest_json: str) -> None:
+        """The experiment's code manifest (written once, when it starts)."""
+        with self._write("save code manifest") as db:
+            db.conn.execute(
+                "insert or replace into code_manifests (experiment_id, manifest, created_at) "
+                "values (?, ?, ?)", (experiment_id, manifest_json, time.time()))
+
+    def manifest(self, experiment_id: str) -> str | None:
+        rows = self._rows("read code manifest",
+                          "select manifest from code_manifests where experiment_id = ?",
+                          (experiment_id,))
+        return str(rows[0][0]) if rows else None
 
     # --- events ------------------------------------------------------------------------------
 

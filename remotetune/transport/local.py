@@ -102,6 +102,8 @@ class LocalTransport(Transport):
 
     def _env(self) -> dict[str, str]:
         env = dict(os.environ)
+        for name in self.spec.hidden_env:  # secrets of the SSH hosts: not for local trials
+            env.pop(name, None)
         env.update(self.spec.env)
         return env
 

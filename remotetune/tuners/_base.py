@@ -29,14 +29,20 @@ class Tuner(abc.ABC):
 
     * The controller calls a tuner from one thread; tuners need not be thread-safe.
     * ``suggest(parameter_id, history)`` returns a new JSON-serializable configuration, or
-      ``None`` when the tuner has nothing more to propose (a grid or batch is exhausted; the
-      controller then stops asking). ``parameter_id`` is unique per call. Configurations lie in
-      the space (``space.contains``), except BatchTuner's, which are its listed configurations.
+      ``None`` when it has nothing to propose. Then ``is_exhausted()`` tells the two cases
+      apart: True (the default: a grid or batch ran out) means never again, and the controller
+      stops asking; False means *not now* (Hyperband or BOHB waiting for a round's results):
+      the controller asks again after its next ``observe``. A ``parameter_id`` given to a
+      ``suggest`` that returned None is not used up. ``parameter_id`` is unique per call.
+      Configurations lie in the space (``space.contains``), except BatchTuner's (its listed
+      configurations) and Hyperband's and BOHB's (plus their ``TRIAL_BUDGET`` key).
       ``history`` is a read-only view of every trial so far, running ones included; a tuner may
       ignore it.
     * ``observe(parameter_id, parameters, value, status)`` is called once a trial is finished:
-      ``value`` is its final metric, ``None`` when it failed or reported none. A LOST trial will be
-      retried under the same ``parameter_id``, so its configuration stays pending.
+      ``value`` is its final metric, ``None`` when it failed or reported none; for an
+      EARLY_STOPPED trial, ``remotetune.assessors.value_for_tuner``'s value (its last
+      intermediate, NNI's rule). A LOST trial will be retried under the same
+      ``parameter_id``, so its configuration stays pending.
       ``parameters`` may come from outside this tuner (imported or restored trials).
     * ``restore(history)`` is called on a fresh tuner, before any ``suggest``, after a controller
       restart. Enumerating tuners (grid, batch) never re-issue a configuration seen in it.
@@ -67,6 +73,14 @@ class Tuner(abc.ABC):
         """Parameters for a new trial, or None when the tuner has nothing more to propose
         (grid/batch exhausted). history: read-only records of every trial so far (running
         ones included)."""
+
+    #: False for tuners that stop their own trials (Hyperband, BOHB): no assessor with them.
+    accepts_assessor = True
+
+    def is_exhausted(self) -> bool:
+        """After ``suggest`` returned None: True when it never will suggest again (default),
+        False when it only has nothing *now* and should be asked again after an ``observe``."""
+        return True
 
     def observe(
         self,

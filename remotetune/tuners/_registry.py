@@ -11,14 +11,16 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-from remotetune.errors import TunerError
+from remotetune.errors import AssessorError, RemotetuneError, TunerError
 from remotetune.model import OptimizeMode
 from remotetune.space import SearchSpace
 from remotetune.tuners._anneal import AnnealTuner
 from remotetune.tuners._base import Tuner, parse_optimize_mode, unknown_arg_error
 from remotetune.tuners._batch import BatchTuner
+from remotetune.tuners._bohb import BohbTuner
 from remotetune.tuners._evolution import EvolutionTuner
 from remotetune.tuners._grid import GridSearchTuner
+from remotetune.tuners._hyperband import HyperbandTuner
 from remotetune.tuners._optuna import TpeTuner
 from remotetune.tuners._random import RandomTuner
 
@@ -31,6 +33,11 @@ BUILTIN_TUNERS: dict[str, type[Tuner]] = {
     "Anneal": AnnealTuner,
     "Evolution": EvolutionTuner,
 }
+#: NNI's advisors (tuners that also stop trials): under ``advisor:`` (NNI 2) or ``tuner:`` (NNI 3).
+BUILTIN_ADVISORS: dict[str, type[Tuner]] = {
+    "Hyperband": HyperbandTuner,
+    "BOHB": BohbTuner,
+}
 _ALIASES = {"randomsearch": "Random", "grid": "GridSearch", "batchtuner": "Batch"}
 
 
@@ -38,7 +45,8 @@ def _norm(name: str) -> str:
     return name.lower().replace("_", "").replace("-", "").replace(" ", "")
 
 
-_LOOKUP = {_norm(k): k for k in BUILTIN_TUNERS} | _ALIASES
+_ALL: dict[str, type[Tuner]] = {**BUILTIN_TUNERS, **BUILTIN_ADVISORS}
+_LOOKUP = {_norm(k): k for k in _ALL} | _ALIASES
 
 
 def create_tuner(
@@ -79,13 +87,13 @@ def tuner_class(name: str, *, code_directory: str | None = None) -> type[Tuner]:
         raise TunerError(f"tuner name must be a non-empty string, got {name!r}")
     key = _LOOKUP.get(_norm(name))
     if key is not None:
-        return BUILTIN_TUNERS[key]
+        return _ALL[key]
     if ":" in name or "." in name:
         return _load_custom(name, code_directory)
     close = difflib.get_close_matches(_norm(name), list(_LOOKUP), n=1, cutoff=0.5)
     hint = f"did you mean {_LOOKUP[close[0]]!r}? " if close else ""
     raise TunerError(
-        f"unknown tuner {name!r} ({hint}built-in tuners: {', '.join(BUILTIN_TUNERS)}; "
+        f"unknown tuner {name!r} ({hint}built-in tuners: {', '.join(_ALL)}; "
         "a custom tuner is written as 'module:Class')"
     )
 
@@ -107,7 +115,8 @@ def _load_custom(spec: str, code_directory: str | None) -> type[Tuner]:
     return cls
 
 
-def _import(module_name: str, code_directory: str | None) -> ModuleType:
+def _import(module_name: str, code_directory: str | None, what: str = "tuner") -> ModuleType:
+    """Import ``module_name`` (from ``code_directory`` first); errors name ``what`` it holds."""
     file = None
     if code_directory:
         base = Path(code_directory, *module_name.split("."))
@@ -131,12 +140,16 @@ def _import(module_name: str, code_directory: str | None) -> ModuleType:
             sys.path.remove(str(code_directory))
         return module
     except ModuleNotFoundError as exc:
-        raise TunerError(
-            f"custom tuner module {module_name!r} not found{where}: {exc} (put {module_name}.py "
+        raise _error(what)(
+            f"custom {what} module {module_name!r} not found{where}: {exc} (put {module_name}.py "
             "in the code directory or install it)"
         ) from exc
     except Exception as exc:
         sys.modules.pop(module_name, None) if file is not None else None
-        raise TunerError(
-            f"custom tuner module {module_name!r} failed to import: {type(exc).__name__}: {exc}"
+        raise _error(what)(
+            f"custom {what} module {module_name!r} failed to import: {type(exc).__name__}: {exc}"
         ) from exc
+
+
+def _error(what: str) -> type[RemotetuneError]:
+    return AssessorError if what == "assessor" else TunerError

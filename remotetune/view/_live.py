@@ -48,7 +48,7 @@ def watch(
         )
     from remotetune.store import Store  # the view only needs the store when attaching
 
-    store = Store(store_path)  # TODO(store): a read-only mode (no migration, no WAL switch)
+    store = Store.open_readonly(store_path)
     try:
         current = Snapshot.from_store(store, experiment_id)
         with Live(

@@ -19,6 +19,7 @@ from remotetune.model import (
     TrialRecord,
     TrialStatus,
 )
+from remotetune.view._safe import clean, clean_record
 
 if TYPE_CHECKING:
     from remotetune.store import Store
@@ -36,6 +37,15 @@ class Snapshot:
     events: tuple[EventRecord, ...]  # oldest first
     now: float
     waiting_reason: str | None = None  # why the next trial is not placed (from the slot table)
+
+    def __post_init__(self) -> None:
+        # Text from users, trials and hosts is data: cleaned once, before any renderer.
+        object.__setattr__(self, "experiment", clean_record(self.experiment))
+        object.__setattr__(self, "trials", tuple(clean_record(t) for t in self.trials))
+        object.__setattr__(self, "hosts", tuple(clean_record(h) for h in self.hosts))
+        object.__setattr__(self, "events", tuple(clean_record(e) for e in self.events))
+        if self.waiting_reason is not None:
+            object.__setattr__(self, "waiting_reason", clean(self.waiting_reason))
 
     @classmethod
     def from_store(cls, store: Store, experiment_id: str, *, now: float | None = None) -> Snapshot:

@@ -22,6 +22,7 @@ from remotetune.view._format import (
     tail_lines,
     trial_duration,
 )
+from remotetune.view._safe import clean_record
 from remotetune.view._sparkline import sparkline
 
 LOG_LINES = 20
@@ -40,20 +41,20 @@ def _facts(trial: TrialRecord, now: float) -> Table:
     grid.add_column(overflow="fold")
     grid.add_row("status", Text(trial.status.value, style=STATUS_STYLE.get(trial.status, "")))
     if trial.message:
-        grid.add_row("message", trial.message)
+        grid.add_row("message", Text(trial.message))
     gpus = ",".join(str(g) for g in trial.gpus) if trial.gpus else "none"
-    grid.add_row("host", f"{placement(trial)}  (GPUs: {gpus})")
+    grid.add_row("host", Text(f"{placement(trial)}  (GPUs: {gpus})"))
     if trial.pid is not None:
         grid.add_row("pid", str(trial.pid))
     if trial.trial_dir:
-        grid.add_row("directory", trial.trial_dir)
+        grid.add_row("directory", Text(trial.trial_dir))
     grid.add_row("started", _when(trial.started_at))
     grid.add_row("ended", _when(trial.ended_at))
     grid.add_row("duration", fmt_duration(trial_duration(trial, now)))
     if trial.exit_code is not None:
         grid.add_row("exit code", str(trial.exit_code))
     if trial.attempt > 1 or trial.retry_of:
-        grid.add_row("attempt", f"{trial.attempt} (repeats {trial.retry_of or '?'})")
+        grid.add_row("attempt", Text(f"{trial.attempt} (repeats {trial.retry_of or '?'})"))
     grid.add_row("parameter id", str(trial.parameter_id))
     return grid
 
@@ -70,7 +71,7 @@ def _params(trial: TrialRecord) -> RenderableType:
     table.add_column("name", style="bold", no_wrap=True)
     table.add_column("value", overflow="fold")
     for key, value in full_params(trial.parameters):
-        table.add_row(key, value)
+        table.add_row(Text(key), Text(value))
     if not table.row_count:
         return Text("Parameters: none", style="dim")
     return table
@@ -110,7 +111,8 @@ def _log(title: str, text: str | None, style: str) -> RenderableType:
         return Text(f"{title}: empty", style="dim")
     body = Text("\n".join(lines), style=style, no_wrap=True, overflow="ellipsis")
     return Panel(
-        body, title=f"{title} (last {len(lines)} lines)", title_align="left", box=box.ROUNDED
+        body, title=Text(f"{title} (last {len(lines)} lines)"), title_align="left",
+        box=box.ROUNDED, expand=False,
     )
 
 
@@ -125,6 +127,7 @@ def render_trial(
 
     ``now`` (default: the clock) is used for a running trial's duration.
     """
+    experiment, trial = clean_record(experiment), clean_record(trial)
     title = Text.assemble(
         ("Trial ", "bold"),
         (trial.id, "bold"),

@@ -9,21 +9,11 @@ import logging
 import threading
 from typing import Any
 
-from remotetune.errors import HostUnreachable, RemoteSetupError, TransportError
+from remotetune.backends.hostpool._probe import last_line
+from remotetune.errors import AgentError, HostUnreachable, RemoteSetupError
 from remotetune.transport.base import AgentChannel
 
 log = logging.getLogger(__name__)
-
-
-class AgentError(TransportError):
-    """The agent answered ``ok: false``: the operation failed on the host."""
-
-    reason = "agent"
-
-    def __init__(self, host: str, op: str, message: str, kind: str) -> None:
-        self.op = op
-        self.kind = kind
-        super().__init__(host, f"{op} failed on the host: {message}")
 
 
 class AgentClient:
@@ -42,7 +32,8 @@ class AgentClient:
         if not hello.get("ready"):
             raise RemoteSetupError(
                 host,
-                f"the agent did not start: {first[:200]!r} {channel.stderr_text()[-500:]}",
+                "the agent did not start: "
+                f"{last_line(channel.stderr_text()) or repr(first[:200])}",
                 hint="check that `python` in machines.yml names a Python 3.8+ interpreter",
             )
 
@@ -50,11 +41,10 @@ class AgentClient:
         try:
             line = self.channel.readline(timeout)
         except HostUnreachable as exc:
-            stderr = self.channel.stderr_text().strip()
+            stderr = last_line(self.channel.stderr_text())  # never a traceback's fragments
             if stderr:
-                raise HostUnreachable(
-                    self.host, f"{exc.message}; agent stderr: {stderr[-500:]}"
-                ) from None
+                raise HostUnreachable(self.host, f"{exc.message}; the agent said: {stderr}"
+                                      ) from None
             raise
         return line.decode("utf-8", "replace")
 

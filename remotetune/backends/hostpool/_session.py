@@ -16,17 +16,26 @@ from pathlib import Path
 from typing import Any
 
 from remotetune import commands
+from remotetune.backends._base import (
+    ExitInfo,
+    LaunchResult,
+    RunState,
+    TrialHandle,
+    TrialPoll,
+)
 from remotetune.backends.hostpool import _bundle as hostlib
 from remotetune.backends.hostpool._agent_client import AgentClient
+from remotetune.backends.hostpool._probe import HostFacts, last_line, parse_probe, probe_problem
 from remotetune.backends.hostpool._slots import NVIDIA_SMI_ARGS, parse_nvidia_smi
 from remotetune.errors import RemoteSetupError, TransportError
+from remotetune.metrics import skipped_line
 from remotetune.model import GpuInfo, HostSpec
 from remotetune.transport.base import Transport
 
 log = logging.getLogger(__name__)
 
 DEFAULT_WORKDIR = "~/.remotetune/hosts"
-MIN_FREE_BYTES = 1 << 20  # below this the host is "disk full" for remotetune
+METRIC_LINE_LIMIT = 16 << 20  # longer metric lines are skipped with a warning
 
 
 def make_transport(spec: HostSpec) -> Transport:
@@ -56,17 +65,6 @@ class PollItem:
 
 
 @dataclass(frozen=True)
-class PollResult:
-    trial_id: str
-    lines: tuple[str, ...]
-    offset: int
-    exit: dict[str, Any] | None
-    pid: dict[str, Any] | None
-    alive: bool | None
-    exists: bool
-
-
-@dataclass(frozen=True)
 class GpuReport:
     gpus: tuple[GpuInfo, ...] | None  # None: no nvidia-smi (a CPU host) or it failed
     error: str | None = None
@@ -93,18 +91,19 @@ class HostSession:
     def name(self) -> str:
         return self.spec.name
 
-    @property
-    def is_open(self) -> bool:
-        return self.agent is not None
-
     # ------------------------------------------------------------------ lifecycle
 
     def open(self) -> HostInfo:
-        """Connect, ship the host package if missing, start the agent."""
+        """Probe the host (Python, workdir), ship the host package if missing, start the agent.
+
+        The probe is the one `remotetune check` runs, so both report a host's problem (no
+        Python, Python too old, workdir not writable, disk full) in the same words.
+        """
         self.close()
         transport = self._factory(self.spec)
         self.transport = transport
         transport.connect()
+        self._probe(transport)
         digest, tar = hostlib.bundle()
         lib_dir = posixpath.join(self.workdir_setting, "lib", digest)
         self._lib_relative = f"lib/{digest}"
@@ -125,35 +124,26 @@ class HostSession:
             workdir=str(hello["workdir"]),
             cpus=int(hello["cpus"]),
         )
-        disk = self.agent.call("disk", path="experiments")
-        if disk["writable"] and int(disk["free"]) < MIN_FREE_BYTES:
-            raise RemoteSetupError(
-                self.name,
-                f"disk full: {int(disk['free']) // 1024} KiB free in {self.info.workdir}",
-                hint="free some space on the host or point `workdir:` at a larger disk",
-            )
-        if not disk["writable"]:
-            raise RemoteSetupError(
-                self.name,
-                f"workdir {self.info.workdir} is not writable: {disk['error']}",
-                hint="set `workdir:` in machines.yml to a writable directory",
-            )
         return self.info
 
+    def _probe(self, transport: Transport) -> HostFacts:
+        result = transport.run(commands.probe_command(self.python, self.workdir_setting),
+                               timeout=60)
+        output = result.stdout + result.stderr
+        facts = parse_probe(output) if result.ok else HostFacts(output=output)
+        problem = probe_problem(self.spec.python, facts)
+        if problem is not None:
+            raise RemoteSetupError(self.name, problem.message, hint=problem.hint)
+        return facts
+
     def _setup_error(self, code: int, output: str) -> TransportError:
-        text = output.strip().splitlines()[-3:] if output.strip() else []
-        detail = " / ".join(text)
-        if code == 127 or "not found" in detail or "No such file" in detail:
-            return RemoteSetupError(
-                self.name,
-                f"no Python: `{self.spec.python}` cannot be run on the host ({detail})",
-                hint="install Python 3 there or set `python:` in machines.yml to its path",
-            )
-        if "No space left" in detail:
+        detail = last_line(output)  # never a traceback's fragments
+        if "No space left" in output:
             return RemoteSetupError(self.name, f"disk full in {self.workdir_setting}: {detail}")
         return RemoteSetupError(
             self.name,
-            f"could not prepare {self.workdir_setting} (exit {code}): {detail}",
+            f"could not install remotetune's host package in {self.workdir_setting} "
+            f"(exit {code}): {detail or 'no output'}",
             hint="check that `workdir:` is writable and `python:` is Python 3.8+",
         )
 
@@ -178,9 +168,6 @@ class HostSession:
 
     # ------------------------------------------------------------------ operations
 
-    def experiment_dir(self, experiment_id: str) -> str:
-        return f"experiments/{experiment_id}"
-
     def trial_dir(self, experiment_id: str, trial_id: str) -> str:
         """Relative to the host's workdir (the agent resolves it)."""
         return f"experiments/{experiment_id}/trials/{trial_id}"
@@ -199,32 +186,23 @@ class HostSession:
 
         return sync.sync_snapshot(self._agent(), manifest, objects_dir)
 
-    def launch(self, trial_dir: str, files: dict[str, str]) -> dict[str, Any]:
-        return self._agent().call("launch", trial_dir=trial_dir, files=files, timeout=60)
+    def launch(self, trial_id: str, trial_dir: str, files: dict[str, str]) -> LaunchResult:
+        info = self._agent().call("launch", trial_dir=trial_dir, files=files, timeout=60)
+        return _started(trial_id, self.name, info)
 
-    def poll(self, items: Sequence[PollItem], max_bytes: int = 1 << 20) -> list[PollResult]:
+    def poll(self, items: Sequence[PollItem], max_bytes: int = 1 << 20,
+             line_limit: int = METRIC_LINE_LIMIT) -> list[TrialPoll]:
         if not items:
             return []
         answer = self._agent().call(
             "poll",
             trials=[{"dir": i.trial_dir, "offset": i.offset} for i in items],
             max_bytes=max_bytes,
+            line_limit=line_limit,
             timeout=60,
         )
-        out = []
-        for item, r in zip(items, answer["trials"], strict=True):
-            out.append(
-                PollResult(
-                    trial_id=item.trial_id,
-                    lines=tuple(r["lines"]),
-                    offset=int(r["offset"]),
-                    exit=r["exit"],
-                    pid=r["pid"],
-                    alive=r["alive"],
-                    exists=bool(r["exists"]),
-                )
-            )
-        return out
+        return [_poll_result(item.trial_id, self.name, r, line_limit)
+                for item, r in zip(items, answer["trials"], strict=True)]
 
     def kill(
         self, pgid: int, grace: float, *, wait: bool = False, trial_dir: str | None = None
@@ -260,8 +238,32 @@ class HostSession:
         except ValueError as exc:
             return GpuReport(None, f"cannot read nvidia-smi output: {exc}")
 
-    def write(self, path: str, data: bytes) -> None:
-        self._agent().call("write", path=path, payload=data)
+
+def _started(trial_id: str, host: str, pid_info: dict[str, Any]) -> LaunchResult:
+    """The agent's pid record (pid.json) as a handle: the trial's process group is its ref."""
+    handle = TrialHandle(trial_id, host, int(pid_info["pgid"]))
+    return LaunchResult(handle, float(pid_info["started"]), int(pid_info["pid"]))
+
+
+def _poll_result(trial_id: str, host: str, r: dict[str, Any], line_limit: int) -> TrialPoll:
+    """One trial of the agent's poll answer (docs/protocol.md) as a typed poll.
+
+    A line the agent skipped as too long becomes a marker line that the metric decoder turns
+    into a warning naming its size (:func:`remotetune.metrics.skipped_line`).
+    """
+    skipped = tuple(skipped_line(size, int(r.get("line_limit", line_limit)))
+                    for size in r.get("skipped") or ())
+    lines, offset = tuple(r["lines"]) + skipped, int(r["offset"])
+    started = None if r["pid"] is None else _started(trial_id, host, r["pid"])
+    if r["exit"] is not None:
+        e = r["exit"]
+        info = ExitInfo(e.get("code"), e.get("signal"), e.get("ended"), e.get("reason"))
+        return TrialPoll(trial_id, lines, offset, RunState.EXITED, info, started)
+    if started is not None:
+        state = RunState.VANISHED if r["alive"] is False else RunState.RUNNING
+    else:  # files written, no pid yet: starting; no files at all: the launch never arrived
+        state = RunState.QUEUED if r["exists"] else RunState.UNKNOWN
+    return TrialPoll(trial_id, lines, offset, state, None, started)
 
 
 def launch_files(

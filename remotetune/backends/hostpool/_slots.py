@@ -91,6 +91,15 @@ def parse_nvidia_smi(text: str) -> tuple[GpuInfo, ...]:
     return tuple(gpus[i] for i in sorted(gpus))
 
 
+def gpu_is_busy(spec: HostSpec, gpu: GpuInfo) -> bool:
+    """The one GPU-busy rule (placement and `remotetune check`): memory or utilisation above
+    the host's ``activeGpuMemoryPct`` / ``activeGpuUtilPct`` thresholds."""
+    return (
+        gpu.memory_used_pct > spec.active_gpu_memory_pct
+        or gpu.utilization_pct > spec.active_gpu_util_pct
+    )
+
+
 def _plural(count: int, word: str) -> str:
     return f"{count} {word}" if count == 1 else f"{count} {word}s"
 
@@ -134,10 +143,7 @@ class _Host:
         return tuple(g for g in known if wanted is None or g.index in wanted)
 
     def active(self, gpu: GpuInfo) -> bool:
-        return (
-            gpu.memory_used_pct > self.spec.active_gpu_memory_pct
-            or gpu.utilization_pct > self.spec.active_gpu_util_pct
-        )
+        return gpu_is_busy(self.spec, gpu)
 
     def blocked_by_others(self, gpu: GpuInfo, counts: dict[int, int]) -> bool:
         """Active for a reason that is not (or may not be) our own trials."""

@@ -1,8 +1,9 @@
 """One worker thread per host, so a slow or dead host never stalls the others.
 
-The controller submits operations (connect, launch, poll, kill, ...) to a host's worker;
-each runs on that host's own thread and its outcome comes back as a :class:`Completion`
-on one queue that the controller's loop reads. Operations of one host run one at a time
+The host pool backend submits operations (connect, launch, poll, kill, ...) to a host's
+worker; each runs on that host's own thread and its outcome comes back as a
+:class:`Completion` through ``sink`` (the controller's inbox), to be handed back to the
+backend on the controller's thread. Operations of one host run one at a time
 (the agent channel is a single pipe); hosts run in parallel.
 """
 
@@ -10,7 +11,6 @@ from __future__ import annotations
 
 import enum
 import logging
-import queue
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -29,11 +29,20 @@ class HostStatus(str, enum.Enum):
     BROKEN = "BROKEN"  # cannot be used (authentication, host key, no Python): needs the user
 
 
+class Op(str, enum.Enum):
+    CONNECT = "connect"
+    LAUNCH = "launch"
+    POLL = "poll"
+    GPUS = "gpus"
+    KILL = "kill"
+    TAILS = "tails"
+
+
 @dataclass(frozen=True)
 class Completion:
     host: str
-    kind: str
-    token: Any
+    op: Op
+    token: Any  # the trial id the operation was for, if any
     result: Any
     error: BaseException | None
 
@@ -42,7 +51,7 @@ class Completion:
 class HostWorker:
     spec: HostSpec
     session: HostSession
-    completions: queue.Queue[Completion]
+    sink: Callable[[Completion], None]
     status: HostStatus = HostStatus.CONNECTING
     message: str | None = None
     unreachable_since: float | None = None
@@ -57,26 +66,24 @@ class HostWorker:
     snapshot_dir: str | None = None
     gpus: tuple[GpuInfo, ...] = ()
     gpu_error: str | None = None
-    pending: int = 0  # operations submitted and not yet completed
     _executor: ThreadPoolExecutor | None = field(default=None, repr=False)
 
     @property
     def name(self) -> str:
         return self.spec.name
 
-    def submit(self, kind: str, fn: Callable[..., Any], *args: Any, token: Any = None) -> None:
+    def submit(self, op: Op, fn: Callable[..., Any], *args: Any, token: Any = None) -> None:
         if self._executor is None:
             self._executor = ThreadPoolExecutor(
                 max_workers=1, thread_name_prefix=f"host-{self.name}"
             )
-        self.pending += 1
 
         def job() -> None:
             try:
                 result, error = fn(*args), None
             except BaseException as exc:  # noqa: BLE001 - every outcome goes to the loop
                 result, error = None, exc
-            self.completions.put(Completion(self.name, kind, token, result, error))
+            self.sink(Completion(self.name, op, token, result, error))
 
         self._executor.submit(job)
 

@@ -14,7 +14,7 @@ from typing import Any
 
 from remotetune import slurm_commands
 from remotetune.backends.hostpool._agent_client import AgentClient, AgentError
-from remotetune.backends.hostpool._session import HostSession
+from remotetune.backends.hostpool._session import METRIC_LINE_LIMIT, HostSession
 from remotetune.backends.slurm._jobs import (
     JobEntry,
     JobStatus,
@@ -25,6 +25,7 @@ from remotetune.backends.slurm._jobs import (
     parse_squeue,
 )
 from remotetune.errors import RemoteSetupError, SlurmError
+from remotetune.metrics import skipped_line
 from remotetune.model import SlurmSpec
 
 
@@ -109,7 +110,7 @@ def poll_jobs(
     answer = _agent(session).call(
         "slurm_poll",
         jobs=[{"job_id": i.job_id, "dir": i.trial_dir, "offset": i.offset} for i in items],
-        max_bytes=max_bytes, timeout=240)
+        max_bytes=max_bytes, line_limit=METRIC_LINE_LIMIT, timeout=240)
     squeue = answer["squeue"]
     if squeue["code"] != 0:
         raise SlurmError(session.name, f"squeue failed (exit {squeue['code']}): "
@@ -119,8 +120,11 @@ def poll_jobs(
     results = []
     for item, raw in zip(items, answer["trials"], strict=True):
         status = job_status(item.job_id, entries.get(item.job_id), raw["exit"])
+        # over-long lines the agent skipped: marker lines the metric decoder warns about
+        skipped = tuple(skipped_line(size, int(raw.get("line_limit", METRIC_LINE_LIMIT)))
+                        for size in raw.get("skipped") or ())
         results.append(JobPollResult(
-            trial_id=item.trial_id, status=status, lines=tuple(raw["lines"]),
+            trial_id=item.trial_id, status=status, lines=tuple(raw["lines"]) + skipped,
             offset=int(raw["offset"]), more=bool(raw["more"]), pid=raw["pid"],
             exit=raw["exit"], exists=bool(raw["exists"])))
     return QueueSnapshot(tuple(results), accounting, float(answer["time"]))

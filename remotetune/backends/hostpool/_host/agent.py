@@ -31,6 +31,11 @@ import sys
 import threading
 import time
 
+try:  # on hosts: the shipped bundle; in the controller's own tree: the package
+    from remotetune._host import reads  # type: ignore[attr-defined]
+except ImportError:
+    from remotetune.backends.hostpool._host import reads
+
 SETUP_FAILED_EXIT = 254
 
 
@@ -46,14 +51,6 @@ def write_atomic(path: str, data: bytes, mode: int = 0o644) -> None:
         # what we guard against; an fsync costs ~10 ms per file on a busy disk
     os.chmod(tmp, mode)
     os.replace(tmp, path)
-
-
-def _read_json(path: str):
-    try:
-        with open(path, "rb") as f:
-            return json.loads(f.read().decode("utf-8"))
-    except (OSError, ValueError):
-        return None
 
 
 def group_alive(pgid: int) -> bool:
@@ -102,17 +99,38 @@ def _shell() -> str:
     return "sh"
 
 
-def _run_launcher(trial_dir: str, spec: dict, report_fd: int) -> None:
-    """Runs in the detached grandchild: start the trial, wait, record how it ended."""
-    signal.signal(signal.SIGHUP, signal.SIG_IGN)
-    signal.signal(signal.SIGTERM, signal.SIG_DFL)
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
+def _trial_env(spec: dict) -> dict:
     env = dict(os.environ)
     env.update({str(k): str(v) for k, v in spec.get("env", {}).items()})
     for key in spec.get("unset_env", []):
         env.pop(key, None)
     for key, value in spec.get("prepend_env", {}).items():
         env[key] = value + (os.pathsep + env[key] if env.get(key) else "")
+    return env
+
+
+def _enforce_max_duration(proc, started: float, spec: dict):
+    """Wait while the trial may run; past max_duration TERM (then KILL) it: "timeout"."""
+    max_duration = spec.get("max_duration")
+    grace = float(spec.get("kill_grace", 10.0))
+    if not max_duration:
+        return None
+    deadline = started + float(max_duration)
+    while proc.poll() is None:
+        left = deadline - time.time()
+        if left <= 0:
+            _terminate_group(proc.pid, grace, lambda: proc.poll() is not None)
+            return "timeout"
+        time.sleep(min(left, 0.5))
+    return None
+
+
+def _run_launcher(trial_dir: str, spec: dict, report_fd: int) -> None:
+    """Runs in the detached grandchild: start the trial, wait, record how it ended."""
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    env = _trial_env(spec)
     script = os.path.join(trial_dir, "run.sh")
     out = open(os.path.join(trial_dir, "stdout.log"), "ab")
     err = open(os.path.join(trial_dir, "stderr.log"), "ab")
@@ -150,18 +168,7 @@ def _run_launcher(trial_dir: str, spec: dict, report_fd: int) -> None:
     out.close()
     err.close()
 
-    max_duration = spec.get("max_duration")
-    grace = float(spec.get("kill_grace", 10.0))
-    reason = None
-    if max_duration:
-        deadline = started + float(max_duration)
-        while proc.poll() is None:
-            left = deadline - time.time()
-            if left <= 0:
-                reason = "timeout"
-                _terminate_group(proc.pid, grace, lambda: proc.poll() is not None)
-                break
-            time.sleep(min(left, 0.5))
+    reason = _enforce_max_duration(proc, started, spec)
     code = proc.wait()
     # Reap what is left of the group (a trial's own children) once the shell is gone.
     ended = time.time()
@@ -282,34 +289,17 @@ def op_launch(workdir: str, req: dict, payload):
     return launch(trial_dir, spec)
 
 
-def _read_from(path: str, offset: int, max_bytes: int, final: bool):
-    """Whole lines from ``offset``; a torn last line only once the trial has ended."""
-    try:
-        with open(path, "rb") as f:
-            f.seek(offset)
-            data = f.read(max_bytes + 1)
-    except FileNotFoundError:
-        return [], offset, False
-    more = len(data) > max_bytes
-    data = data[:max_bytes]
-    cut = data.rfind(b"\n") + 1
-    if final and not more and cut < len(data):
-        cut = len(data)  # the writer is gone: its torn line will never be completed
-    lines = data[:cut].decode("utf-8", "replace").splitlines()
-    return lines, offset + cut, more
-
-
 def op_poll(workdir: str, req: dict, payload):
     max_bytes = int(req.get("max_bytes", 1 << 20))
     results = []
     for item in req["trials"]:
         trial_dir = _abspath(workdir, item["dir"])
         # exit.json first: if it exists, every metric line was written before we read it.
-        exit_info = _read_json(os.path.join(trial_dir, "exit.json"))
-        pid_info = _read_json(os.path.join(trial_dir, "pid.json"))
-        lines, new_offset, more = _read_from(
+        exit_info = reads.valid_exit(reads.read_json(os.path.join(trial_dir, "exit.json")))
+        pid_info = reads.valid_pid(reads.read_json(os.path.join(trial_dir, "pid.json")))
+        lines, new_offset, more, skipped = reads.read_from(
             os.path.join(trial_dir, "metrics.jsonl"), int(item.get("offset", 0)), max_bytes,
-            exit_info is not None,
+            exit_info is not None, int(req.get("line_limit", reads.LINE_LIMIT)),
         )
         alive = None
         if exit_info is None and pid_info:
@@ -317,7 +307,7 @@ def op_poll(workdir: str, req: dict, payload):
             alive = (group_alive(pgid) and _same_process(pgid, pid_info.get("ticks"))) or (
                 _pid_alive(launcher) and _same_process(launcher, pid_info.get("launcher_ticks")))
             if not alive:  # it may have finished between our two reads
-                exit_info = _read_json(os.path.join(trial_dir, "exit.json"))
+                exit_info = reads.valid_exit(reads.read_json(os.path.join(trial_dir, "exit.json")))
                 if exit_info is not None:
                     more = True  # read again next time, with the exit in hand
                     exit_info = None
@@ -325,6 +315,8 @@ def op_poll(workdir: str, req: dict, payload):
         results.append({
             "dir": item["dir"],
             "lines": lines,
+            "skipped": skipped,
+            "line_limit": int(req.get("line_limit", reads.LINE_LIMIT)),
             "offset": new_offset,
             "more": more,
             "exit": None if more else exit_info,
@@ -353,7 +345,7 @@ def op_kill(workdir: str, req: dict, payload):
     if not group_alive(pgid):
         return {"alive": False}
     if req.get("dir"):  # the trial's own record: is pgid still that trial's group?
-        info = _read_json(os.path.join(_abspath(workdir, req["dir"]), "pid.json")) or {}
+        info = reads.read_json(os.path.join(_abspath(workdir, req["dir"]), "pid.json")) or {}
         if int(info.get("pgid", pgid)) == pgid and not _same_process(pgid, info.get("ticks")):
             return {"alive": False, "reused": True}  # another process got the id: leave it
     if req.get("wait"):
@@ -363,28 +355,15 @@ def op_kill(workdir: str, req: dict, payload):
     return {"alive": True}
 
 
-def op_alive(workdir: str, req: dict, payload):
-    return {"alive": {str(p): group_alive(int(p)) for p in req["pgids"]}}
-
-
-def _tail(path: str, limit: int) -> str:
-    try:
-        with open(path, "rb") as f:
-            f.seek(0, os.SEEK_END)
-            size = f.tell()
-            f.seek(max(0, size - limit))
-            return f.read().decode("utf-8", "replace")
-    except OSError:
-        return ""
 
 
 def op_tail(workdir: str, req: dict, payload):
     trial_dir = _abspath(workdir, req["dir"])
     limit = int(req.get("bytes", 4000))
     return {
-        "stdout": _tail(os.path.join(trial_dir, "stdout.log"), limit),
-        "stderr": _tail(os.path.join(trial_dir, "stderr.log"), limit),
-        "launcher": _tail(os.path.join(trial_dir, "launcher.log"), limit),
+        "stdout": reads.tail(os.path.join(trial_dir, "stdout.log"), limit),
+        "stderr": reads.tail(os.path.join(trial_dir, "stderr.log"), limit),
+        "launcher": reads.tail(os.path.join(trial_dir, "launcher.log"), limit),
     }
 
 
@@ -400,31 +379,14 @@ def op_exec(workdir: str, req: dict, payload):
             "stderr": proc.stderr.decode("utf-8", "replace")}
 
 
-def op_disk(workdir: str, req: dict, payload):
-    path = _abspath(workdir, req.get("path", "."))
-    os.makedirs(path, exist_ok=True)
-    st = os.statvfs(path)
-    probe = os.path.join(path, ".remotetune-write-test.%d" % os.getpid())
-    try:
-        with open(probe, "wb") as f:
-            f.write(b"x")
-        os.unlink(probe)
-        writable, error = True, None
-    except OSError as exc:
-        writable, error = False, str(exc)
-    return {"free": st.f_bavail * st.f_frsize, "writable": writable, "error": error}
-
-
 OPS = {
     "hello": op_hello,
     "write": op_write,
     "launch": op_launch,
     "poll": op_poll,
     "kill": op_kill,
-    "alive": op_alive,
     "tail": op_tail,
     "exec": op_exec,
-    "disk": op_disk,
 }
 
 try:  # code sync lives in its own module

@@ -73,7 +73,7 @@ def op_slurm_submit(workdir, req, payload):
     trial_dir = host._abspath(workdir, req["trial_dir"])
     os.makedirs(trial_dir, exist_ok=True)
     job_path = os.path.join(trial_dir, JOB_FILE)
-    known = host._read_json(job_path)
+    known = host.reads.read_json(job_path)
     if known:
         known["existing"] = True
         return known
@@ -145,7 +145,9 @@ def op_slurm_poll(workdir, req, payload):
     for, and per trial: lines, offset, more, exit, pid, exists.
     """
     host = _host()
+    reads = host.reads
     max_bytes = int(req.get("max_bytes", 1 << 20))
+    line_limit = int(req.get("line_limit", reads.LINE_LIMIT))
     jobs = req["jobs"]
     ids = [str(job["job_id"]) for job in jobs]
     squeue, states = _queue(ids) if ids else ({"code": 0, "stdout": "", "stderr": ""}, {})
@@ -154,20 +156,22 @@ def op_slurm_poll(workdir, req, payload):
     trials = []
     for job in jobs:
         trial_dir = host._abspath(workdir, job["dir"])
-        exit_info = host._read_json(os.path.join(trial_dir, "exit.json"))
+        exit_info = reads.valid_exit(reads.read_json(os.path.join(trial_dir, "exit.json")))
         state = states.get(str(job["job_id"]))
         done = exit_info is not None or state in FINAL_STATES or str(job["job_id"]) in missing
-        lines, offset, more = host._read_from(
+        lines, offset, more, skipped = reads.read_from(
             os.path.join(trial_dir, "metrics.jsonl"), int(job.get("offset", 0)), max_bytes,
-            done)
+            done, line_limit)
         trials.append({
             "job_id": str(job["job_id"]),
             "dir": job["dir"],
             "lines": lines,
+            "skipped": skipped,
+            "line_limit": line_limit,
             "offset": offset,
             "more": more,
             "exit": exit_info,
-            "pid": host._read_json(os.path.join(trial_dir, "pid.json")),
+            "pid": reads.valid_pid(reads.read_json(os.path.join(trial_dir, "pid.json"))),
             "exists": os.path.isdir(trial_dir),
         })
     return {"squeue": squeue, "sacct": sacct, "scontrol": scontrol, "trials": trials,

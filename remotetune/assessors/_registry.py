@@ -1,0 +1,120 @@
+"""``create_assessor``: built-ins by (NNI or Optuna) name, custom ones as ``module:Class``."""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Mapping
+from typing import Any
+
+from remotetune.assessors._asha import AshaAssessor
+from remotetune.assessors._base import Assessor, parse_mode
+from remotetune.assessors._curvefit import CurvefittingAssessor
+from remotetune.assessors._median import MedianstopAssessor
+from remotetune.assessors._optuna import PRUNERS, OptunaPrunerAssessor, pruner_arg_names
+from remotetune.errors import AssessorError
+from remotetune.model import OptimizeMode
+
+#: Display name -> class. Optuna's pruners all map to :class:`OptunaPrunerAssessor`.
+BUILTIN_ASSESSORS: dict[str, type[Assessor]] = {
+    "Medianstop": MedianstopAssessor,
+    "Curvefitting": CurvefittingAssessor,
+    "ASHA": AshaAssessor,
+    **{name: OptunaPrunerAssessor for name in PRUNERS},
+}
+
+
+def _norm(name: str) -> str:
+    return name.lower().replace("_", "").replace("-", "").replace(" ", "")
+
+
+_LOOKUP = {_norm(k): k for k in BUILTIN_ASSESSORS} | {"medianstopassessor": "Medianstop",
+                                                       "curvefittingassessor": "Curvefitting"}
+
+
+def builtin_name(name: str) -> str | None:
+    """The built-in's display name for ``name`` (case, ``_`` and ``-`` ignored), or None."""
+    return _LOOKUP.get(_norm(name)) if isinstance(name, str) else None
+
+
+def assessor_arg_names(name: str, *, code_directory: str | None = None) -> frozenset[str]:
+    """The class arguments ``name`` accepts, ``optimize_mode`` included."""
+    key = builtin_name(name)
+    if key in PRUNERS:
+        return pruner_arg_names(key) | {"optimize_mode"}
+    return assessor_class(name, code_directory=code_directory).class_arg_names() | {
+        "optimize_mode"
+    }
+
+
+def unknown_assessor_arg(name: str, arg: str, accepted: frozenset[str]) -> AssessorError:
+    close = difflib.get_close_matches(arg, sorted(accepted), n=1)
+    hint = f"did you mean {close[0]!r}? " if close else ""
+    return AssessorError(
+        f"{name} has no class argument {arg!r} ({hint}it accepts: {', '.join(sorted(accepted))})"
+    )
+
+
+def create_assessor(
+    name: str,
+    class_args: Mapping[str, Any],
+    *,
+    code_directory: str | None = None,
+    optimize_mode: OptimizeMode | str | None = None,
+) -> Assessor:
+    """Build the assessor ``name``. ``optimize_mode`` (the tuner's) is used when its own
+    ``classArgs`` has none."""
+    if not isinstance(class_args, Mapping):
+        raise AssessorError(f"assessor {name}: classArgs must be a mapping, got {class_args!r}")
+    cls = assessor_class(name, code_directory=code_directory)
+    args = dict(class_args)
+    mode = parse_mode(args.pop("optimize_mode", optimize_mode or OptimizeMode.MAXIMIZE), name)
+    accepted = assessor_arg_names(name, code_directory=code_directory)
+    for key in args:
+        if key not in accepted:
+            raise unknown_assessor_arg(builtin_name(name) or name, key, accepted)
+    builtin = builtin_name(name)
+    try:
+        if builtin in PRUNERS:
+            return OptunaPrunerAssessor(mode, pruner=builtin, args=args)
+        return cls(mode, **args)
+    except AssessorError:
+        raise
+    except Exception as exc:  # a custom assessor's own constructor
+        raise AssessorError(
+            f"assessor {name} could not be created: {type(exc).__name__}: {exc}"
+        ) from exc
+
+
+def assessor_class(name: str, *, code_directory: str | None = None) -> type[Assessor]:
+    """The class for ``name``; a custom ``module:Class`` must subclass :class:`Assessor`."""
+    if not isinstance(name, str) or not name.strip():
+        raise AssessorError(f"assessor name must be a non-empty string, got {name!r}")
+    key = builtin_name(name)
+    if key is not None:
+        return BUILTIN_ASSESSORS[key]
+    if ":" in name or "." in name:
+        return _load_custom(name, code_directory)
+    close = difflib.get_close_matches(_norm(name), list(_LOOKUP), n=1, cutoff=0.5)
+    hint = f"did you mean {_LOOKUP[close[0]]!r}? " if close else ""
+    raise AssessorError(
+        f"unknown assessor {name!r} ({hint}built-in assessors: {', '.join(BUILTIN_ASSESSORS)}; "
+        "a custom assessor is written as 'module:Class')"
+    )
+
+
+def _load_custom(spec: str, code_directory: str | None) -> type[Assessor]:
+    from remotetune.tuners._registry import _import
+
+    module_name, sep, class_name = spec.partition(":")
+    if not sep:
+        module_name, _, class_name = spec.rpartition(".")
+    if not module_name or not class_name:
+        raise AssessorError(f"custom assessor {spec!r} must be written as 'module:Class'")
+    module = _import(module_name, code_directory, "assessor")
+    cls = getattr(module, class_name, None)
+    if not (isinstance(cls, type) and issubclass(cls, Assessor)):
+        raise AssessorError(
+            f"custom assessor {spec!r} must be a class that subclasses "
+            "remotetune.assessors.Assessor"
+        )
+    return cls

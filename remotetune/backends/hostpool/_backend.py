@@ -1,0 +1,365 @@
+"""The SSH/local host pool as a :class:`~remotetune.backends.Backend`.
+
+A trial is a process group on a host, started by the host's agent; its handle's ``ref``
+is the group id. Each host has one worker thread (:mod:`._workers`); connecting, GPU
+readings, reconnecting with backoff and cordoning a host that failed to launch a trial are
+this module's business. Whether a trial is lost with its host is the controller's.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from remotetune.backends._base import (
+    Backend,
+    Envelope,
+    LaunchSpec,
+    OpenSpec,
+    PlaceResult,
+    PollRequest,
+    Report,
+    ReportKind,
+    Sink,
+    TrialHandle,
+)
+from remotetune.backends.hostpool._launch import trial_files
+from remotetune.backends.hostpool._session import GpuReport, HostSession, PollItem
+from remotetune.backends.hostpool._slots import SlotTable
+from remotetune.backends.hostpool._workers import Completion, HostStatus, HostWorker, Op
+from remotetune.errors import (
+    AgentError,
+    AuthenticationFailed,
+    HostKeyError,
+    RemoteSetupError,
+    SyncError,
+    TransportError,
+)
+from remotetune.model import EventLevel, HostSpec, HostState, Placement, TrialRecord
+
+BROKEN_RETRY = 60.0  # seconds between attempts on a host that needs the user
+CORDON_SECONDS = 30.0  # no new trials on a host after it failed to launch one
+
+# Errors that need the user (wrong credentials, host key, no Python): retrying cannot help.
+_FATAL_ERRORS = (AuthenticationFailed, HostKeyError, RemoteSetupError, SyncError)
+
+
+def _is_connection_error(error: BaseException | None) -> bool:
+    return isinstance(error, TransportError) and not isinstance(
+        error, (AgentError, *_FATAL_ERRORS))
+
+
+class HostPoolBackend(Backend):
+    name = "hostpool"
+
+    def __init__(
+        self,
+        hosts: Sequence[HostSpec],
+        *,
+        trial_gpu_number: int | None,
+        default_slots: int,
+        poll_interval: float,
+        gpu_refresh: float = 10.0,
+        host_state_interval: float = 1.0,
+        local_workdir: str | None = None,
+        session_factory: Callable[..., HostSession] = HostSession,
+    ) -> None:
+        self._specs = list(hosts)
+        self._session_factory = session_factory
+        self._local_workdir = local_workdir
+        self.slots = SlotTable(self._specs, trial_gpu_number, default_slots=default_slots)
+        self._default_slots = default_slots
+        self._poll_interval = poll_interval
+        self._gpu_refresh = gpu_refresh
+        self._state_interval = host_state_interval
+        self._state_at: dict[str, float] = {}
+        self.workers: dict[str, HostWorker] = {}
+        self._spec: OpenSpec | None = None
+        self._handlers: dict[Op, Callable[[HostWorker, Completion, float], list[Report]]] = {
+            Op.CONNECT: self._on_connect,
+            Op.LAUNCH: self._on_launch,
+            Op.POLL: self._on_poll,
+            Op.GPUS: self._on_gpus,
+            Op.KILL: self._on_kill,
+            Op.TAILS: self._on_tails,
+        }
+
+    # ------------------------------------------------------------------ lifecycle
+
+    def hosts(self) -> tuple[str, ...]:
+        return tuple(s.name for s in self._specs)
+
+    def open(self, spec: OpenSpec, sink: Sink) -> None:
+        self._spec = spec
+
+        def to_inbox(item: Completion) -> None:
+            sink(Envelope(self.name, item))
+
+        for host in self._specs:
+            workdir = self._local_workdir if host.local and not host.workdir else None
+            session = self._session_factory(host, workdir=workdir)
+            self.workers[host.name] = HostWorker(host, session, to_inbox)
+        for worker in self.workers.values():
+            self._submit_connect(worker)
+
+    def _submit_connect(self, worker: HostWorker) -> None:
+        assert self._spec is not None
+        worker.connect_in_flight = True
+        if worker.status is not HostStatus.UNREACHABLE:
+            worker.status = HostStatus.CONNECTING
+        manifest, objects, session = self._spec.manifest, self._spec.objects_dir, worker.session
+
+        def connect() -> tuple[Any, str, GpuReport]:
+            info = session.open()
+            snapshot = session.sync(manifest, objects)
+            return info, snapshot, session.gpus()
+
+        worker.submit(Op.CONNECT, connect)
+
+    def connecting(self) -> bool:
+        return any(w.connect_in_flight for w in self.workers.values())
+
+    def connect_timeout(self) -> float:
+        return max((s.connect_timeout for s in self._specs), default=0.0)
+
+    def unusable(self) -> tuple[tuple[str, str], ...]:
+        return tuple((w.name, w.message or "") for w in self.workers.values()
+                     if w.status is not HostStatus.READY)
+
+    def close(self) -> None:
+        for worker in self.workers.values():
+            worker.shutdown(wait=False)
+
+    # ------------------------------------------------------------------ placement
+
+    def impossible(self) -> str | None:
+        return self.slots.impossible()
+
+    def place(self, trial_id: str) -> PlaceResult:
+        placement = self.slots.place(trial_id)
+        if placement is not None:
+            return PlaceResult(placement)
+        return PlaceResult(None, self.slots.why_not(), self.slots.impossible() is None)
+
+    def reattach(self, trial: TrialRecord) -> TrialHandle | None:
+        if trial.host not in self.hosts():
+            return None
+        assert trial.host is not None
+        self.slots.occupy(trial.id, Placement(trial.host, trial.gpus, None))
+        return TrialHandle(trial.id, trial.host, trial.pid)
+
+    def release(self, trial_id: str) -> None:
+        self.slots.release(trial_id)
+
+    # ------------------------------------------------------------------ trials
+
+    def _relative_dir(self, trial_id: str) -> str:
+        assert self._spec is not None
+        return f"experiments/{self._spec.experiment_id}/trials/{trial_id}"
+
+    def trial_dir(self, trial_id: str, host: str) -> str | None:
+        return self.workers[host].session.absolute(self._relative_dir(trial_id))
+
+    def launch(self, spec: LaunchSpec) -> None:
+        assert self._spec is not None
+        worker = self.workers[spec.placement.host]
+        assert worker.snapshot_dir is not None
+        relative = self._relative_dir(spec.trial.id)
+        files = trial_files(worker.session, self._spec.experiment_id, spec,
+                            worker.session.absolute(relative), worker.snapshot_dir)
+        worker.submit(Op.LAUNCH, worker.session.launch, spec.trial.id, relative, files,
+                      token=spec.trial.id)
+
+    def kill(self, handle: TrialHandle, grace: float) -> bool:
+        worker = self.workers.get(handle.host)
+        if handle.ref is None or worker is None or worker.status is not HostStatus.READY:
+            return False
+        kill = functools.partial(  # the trial dir lets the agent check it is our process
+            worker.session.kill, trial_dir=self._relative_dir(handle.trial_id))
+        worker.submit(Op.KILL, kill, handle.ref, grace, token=handle.trial_id)
+        return True
+
+    def kill_all(self, handles: Sequence[TrialHandle], grace: float) -> int:
+        by_host: dict[str, list[tuple[int, str]]] = {}
+        for h in handles:
+            if h.ref is not None:
+                by_host.setdefault(h.host, []).append((h.ref, self._relative_dir(h.trial_id)))
+        sent = 0  # a host that is down gets nothing and is not waited for
+        for host, groups in by_host.items():
+            worker = self.workers.get(host)
+            if worker is None or worker.status is not HostStatus.READY:
+                continue
+            worker.submit(Op.KILL, functools.partial(_kill_and_wait, worker.session, groups,
+                                                     grace))
+            sent += 1
+        return sent
+
+    def fetch_tails(self, trial_id: str, host: str) -> None:
+        worker = self.workers[host]
+        worker.submit(Op.TAILS, worker.session.tails, self._relative_dir(trial_id),
+                      token=trial_id)
+
+    # ------------------------------------------------------------------ periodic work
+
+    def tick(self, now: float, running: Sequence[PollRequest]) -> None:
+        by_host: dict[str, list[PollRequest]] = {}
+        for request in running:
+            by_host.setdefault(request.handle.host, []).append(request)
+        for name, worker in self.workers.items():
+            self._reconnect(worker, now)
+            if worker.status is not HostStatus.READY:
+                continue
+            requests = by_host.get(name, [])
+            if requests and not worker.poll_in_flight and now >= worker.next_poll_at:
+                items = [PollItem(r.handle.trial_id, self._relative_dir(r.handle.trial_id),
+                                  r.offset) for r in requests]
+                worker.poll_in_flight = True
+                worker.next_poll_at = now + self._poll_interval
+                worker.submit(Op.POLL, worker.session.poll, items)
+            if not worker.gpu_in_flight and now >= worker.next_gpu_at:
+                worker.gpu_in_flight = True
+                worker.next_gpu_at = now + self._gpu_refresh
+                worker.submit(Op.GPUS, worker.session.gpus)
+
+    def _reconnect(self, worker: HostWorker, now: float) -> None:
+        if worker.cordoned_until and now >= worker.cordoned_until:
+            worker.cordoned_until = 0.0
+            if worker.status is HostStatus.READY:
+                self.slots.set_reachable(worker.name, True)
+        if worker.status in (HostStatus.BROKEN, HostStatus.UNREACHABLE):
+            if not worker.connect_in_flight and now >= worker.next_connect_at:
+                self._submit_connect(worker)  # the user may have fixed it meanwhile
+
+    def down_since(self, host: str) -> float | None:
+        worker = self.workers[host]
+        if worker.status is not HostStatus.UNREACHABLE:
+            return None
+        return worker.unreachable_since
+
+    # ------------------------------------------------------------------ outcomes
+
+    def handle(self, payload: Any, now: float) -> list[Report]:
+        item: Completion = payload
+        worker = self.workers[item.host]
+        if _is_connection_error(item.error):
+            return self._connection_lost(worker, item, now)
+        return self._handlers[item.op](worker, item, now)
+
+    def _connection_lost(self, worker: HostWorker, item: Completion, now: float) -> list[Report]:
+        reports = []
+        if item.op is Op.CONNECT:
+            worker.connect_in_flight = False
+        elif item.op is Op.GPUS:
+            worker.gpu_in_flight = False
+        elif item.op is Op.LAUNCH:
+            reports.append(Report(ReportKind.LAUNCH_LOST, worker.name, item.token))
+        elif item.op is Op.TAILS:
+            reports.append(Report(ReportKind.TAILS, worker.name, item.token,
+                                  message=str(item.error)))
+        first = worker.status is not HostStatus.UNREACHABLE
+        worker.mark_unreachable(now, str(item.error))
+        self.slots.set_reachable(worker.name, False)
+        worker.session.close()
+        if first:
+            reports.append(Report(ReportKind.HOST_DOWN, worker.name,
+                                  message=f"{worker.name} unreachable: {item.error}",
+                                  level=EventLevel.WARNING))
+        return reports
+
+    def _on_connect(self, worker: HostWorker, item: Completion, now: float) -> list[Report]:
+        worker.connect_in_flight = False
+        if item.error is not None:
+            repeated = worker.status is HostStatus.BROKEN and worker.message == str(item.error)
+            worker.status = HostStatus.BROKEN
+            worker.message = str(item.error)
+            worker.next_connect_at = now + BROKEN_RETRY
+            worker.session.close()
+            self.slots.set_reachable(worker.name, False)
+            message = None if repeated else f"{worker.name} cannot be used: {item.error}"
+            return [Report(ReportKind.HOST_EVENT, worker.name, message=message,
+                           level=EventLevel.ERROR)]
+        info, snapshot, gpus = item.result
+        was_down = worker.status is HostStatus.UNREACHABLE
+        worker.status = HostStatus.READY
+        worker.message = None
+        worker.unreachable_since = None
+        worker.snapshot_dir = snapshot
+        self._apply_gpus(worker, gpus)
+        worker.next_gpu_at = now + self._gpu_refresh
+        self.slots.set_reachable(worker.name, True)
+        verb = "back" if was_down else "ready"
+        return [Report(ReportKind.HOST_READY, worker.name,
+                       message=f"{worker.name} {verb}: {info.hostname}, Python {info.python}")]
+
+    def _apply_gpus(self, worker: HostWorker, report: GpuReport | None) -> None:
+        if report is None:
+            return
+        worker.gpus = tuple(report.gpus or ())
+        worker.gpu_error = report.error
+        self.slots.update_gpus(worker.name, report.gpus, error=report.error)
+
+    def _on_gpus(self, worker: HostWorker, item: Completion, now: float) -> list[Report]:
+        worker.gpu_in_flight = False
+        if item.error is None:
+            self._apply_gpus(worker, item.result)
+        return []
+
+    def _on_launch(self, worker: HostWorker, item: Completion, now: float) -> list[Report]:
+        if item.error is not None:
+            # A host that cannot start trials (disk full, workdir gone) takes no new ones
+            # for a while, so it does not eat the trial budget; its running trials go on.
+            worker.cordoned_until = now + CORDON_SECONDS
+            self.slots.set_reachable(worker.name, False)
+            return [Report(ReportKind.LAUNCH_FAILED, worker.name, item.token,
+                           message=str(item.error), level=EventLevel.ERROR)]
+        return [Report(ReportKind.LAUNCHED, worker.name, item.token, launch=item.result)]
+
+    def _on_poll(self, worker: HostWorker, item: Completion, now: float) -> list[Report]:
+        worker.poll_in_flight = False
+        if item.error is not None:
+            return [Report(ReportKind.HOST_EVENT, worker.name,
+                           message=f"{worker.name}: polling failed: {item.error}",
+                           level=EventLevel.WARNING)]
+        return [Report(ReportKind.POLLED, worker.name, polls=tuple(item.result))]
+
+    def _on_kill(self, worker: HostWorker, item: Completion, now: float) -> list[Report]:
+        message = None if item.error is None else str(item.error)
+        return [Report(ReportKind.KILLED, worker.name, item.token, message=message,
+                       level=EventLevel.WARNING)]
+
+    def _on_tails(self, worker: HostWorker, item: Completion, now: float) -> list[Report]:
+        if item.error is not None:
+            return [Report(ReportKind.TAILS, worker.name, item.token, message=str(item.error))]
+        stdout, stderr = item.result
+        return [Report(ReportKind.TAILS, worker.name, item.token, stdout=stdout, stderr=stderr)]
+
+    # ------------------------------------------------------------------ host states
+
+    def host_state(self, experiment_id: str, host: str, now: float) -> HostState:
+        worker = self.workers[host]
+        self._state_at[host] = now
+        return HostState(
+            experiment_id=experiment_id,
+            host=host,
+            reachable=worker.status is HostStatus.READY,
+            gpus=worker.gpus,
+            gpu_holders=self.slots.holders(host),
+            slots=worker.spec.slots or self._default_slots,
+            running=len(self.slots.running_on(host)),
+            message=worker.message or worker.gpu_error,
+            updated_at=now,
+        )
+
+    def host_states(self, experiment_id: str, now: float, *, due_only: bool) -> list[HostState]:
+        return [self.host_state(experiment_id, name, now) for name, w in self.workers.items()
+                if not due_only or (w.status is HostStatus.READY
+                                    and now - self._state_at.get(name, 0.0)
+                                    >= self._state_interval)]
+
+
+def _kill_and_wait(session: HostSession, groups: list[tuple[int, str]], grace: float) -> None:
+    for pgid, trial_dir in groups:  # TERM now, KILL after grace (agent thread)
+        session.kill(pgid, grace, trial_dir=trial_dir)
+    for pgid, trial_dir in groups:
+        session.kill(pgid, grace, wait=True, trial_dir=trial_dir)

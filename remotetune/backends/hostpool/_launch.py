@@ -1,0 +1,60 @@
+"""The files a trial directory starts with on a host: its environment, parameters, script."""
+
+from __future__ import annotations
+
+import os
+import sys
+
+from remotetune import commands
+from remotetune.backends._base import LaunchSpec
+from remotetune.backends.hostpool._session import HostSession, launch_files
+from remotetune.model import HostSpec
+
+
+def trial_env(spec: HostSpec, experiment_id: str, launch: LaunchSpec, trial_dir: str,
+              code_dir: str) -> dict[str, str]:
+    """The host's ``env``, then remotetune's and NNI's variables, then CUDA_VISIBLE_DEVICES."""
+    trial = launch.trial
+    env = dict(spec.env)
+    env.update(
+        {
+            "REMOTETUNE_EXPERIMENT_ID": experiment_id,
+            "REMOTETUNE_TRIAL_ID": trial.id,
+            "REMOTETUNE_SEQUENCE_ID": str(trial.sequence),
+            "REMOTETUNE_TRIAL_DIR": trial_dir,
+            "REMOTETUNE_METRICS_FILE": f"{trial_dir}/metrics.jsonl",
+            "REMOTETUNE_CODE_DIR": code_dir,
+            "NNI_PLATFORM": "remotetune",
+            "NNI_EXP_ID": experiment_id,
+            "NNI_TRIAL_JOB_ID": trial.id,
+            "NNI_TRIAL_SEQ_ID": str(trial.sequence),
+            "NNI_SYS_DIR": trial_dir,
+            "NNI_OUTPUT_DIR": trial_dir,
+        }
+    )
+    if launch.placement.cuda_visible_devices is not None:
+        env["CUDA_VISIBLE_DEVICES"] = launch.placement.cuda_visible_devices
+    # else no GPU scheduling: leave the host's own setting alone
+    return env
+
+
+def trial_files(session: HostSession, experiment_id: str, launch: LaunchSpec,
+                trial_dir: str, code_dir: str) -> dict[str, str]:
+    spec = session.spec
+    prepend = {"PYTHONPATH": session.lib_dir}
+    if spec.local and spec.python == "python3":
+        # `python3` in a local trialCommand is the interpreter remotetune runs in (its
+        # virtualenv, with the trial's packages), as it would be in the user's shell.
+        prepend["PATH"] = os.path.dirname(sys.executable)
+    trial = launch.trial
+    return launch_files(
+        parameters=dict(trial.parameters),
+        parameter_id=trial.parameter_id,
+        script=commands.trial_script(spec.setup, launch.trial_command),
+        cwd=code_dir,
+        env=trial_env(spec, experiment_id, launch, trial_dir, code_dir),
+        unset_env=[],
+        prepend_env=prepend,
+        max_duration=launch.max_duration,
+        kill_grace=launch.kill_grace,
+    )

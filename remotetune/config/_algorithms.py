@@ -1,0 +1,108 @@
+"""Checks of the tuner (or advisor) and assessor against their registries, at load time.
+
+An unknown built-in name, an unknown class argument, a bad argument value, or an assessor
+paired with a tuner that stops its own trials (Hyperband, BOHB) is a :class:`ConfigError` with
+the file, key and line, before anything is stored. Custom classes (``className``, or a name
+written ``module:Class``) are imported only when the experiment runs, so their arguments are
+checked then.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from typing import Any
+
+from remotetune.config._fields import Section, did_you_mean
+from remotetune.errors import RemotetuneError
+from remotetune.space import SearchSpace
+
+_ADVISORS = ("Hyperband", "BOHB")
+
+
+def _custom(sec: Section) -> bool:
+    name = sec.get("name")
+    return sec.has("className") or not isinstance(name, str) or ":" in name or "." in name
+
+
+def _arg_error(sec: Section, args_sec: Section | None, err: RemotetuneError,
+               args: Mapping[str, Any]) -> Exception:
+    """A ConfigError at the class argument the message names (else at classArgs / name)."""
+    text = str(err)
+    if args_sec is not None:
+        for key in args:
+            if re.search(rf"'{re.escape(str(key))}'", text):
+                return args_sec.fail(str(key), text)
+        return sec.fail("classArgs", text)
+    return sec.fail("name", text)
+
+
+def check_tuner(top: Section, key: str, space: SearchSpace, seed: int | None) -> type | None:
+    """Validate ``top[key]`` (tuner or advisor); the tuner class when it is a built-in."""
+    from remotetune.tuners import create_tuner, tuner_class
+
+    sec = top.section(key)
+    if sec is None or _custom(sec):
+        return None
+    name = str(sec.get("name"))
+    try:
+        cls = tuner_class(name)
+    except RemotetuneError as exc:
+        raise sec.fail("name", str(exc), hint="names ignore case, '_' and '-'") from None
+    if key == "advisor" and cls.accepts_assessor:
+        raise sec.fail("name", f"{name} is a tuner, not an advisor (advisors: "
+                       f"{', '.join(_ADVISORS)})", hint=f"write `tuner: {{name: {name}}}`")
+    args_sec = sec.section("classArgs")
+    args = dict(args_sec.data) if args_sec is not None else {}
+    accepted = cls.class_arg_names() | {"optimize_mode", "seed"}
+    for arg in args:
+        if arg not in accepted:
+            close = did_you_mean(str(arg), accepted)
+            assert args_sec is not None
+            raise args_sec.fail(str(arg), f"{name} has no class argument {arg!r}",
+                                hint=(f"did you mean {close}? " if close else "")
+                                + f"it accepts: {', '.join(sorted(accepted))}")
+    try:
+        create_tuner(name, args, space, seed=seed)
+    except RemotetuneError as exc:
+        raise _arg_error(sec, args_sec, exc, args) from None
+    return cls
+
+
+def check_assessor(top: Section, tuner_key: str, tuner_cls: type | None) -> None:
+    """Validate ``top.assessor`` and its pairing with the tuner."""
+    from remotetune.assessors import assessor_arg_names, assessor_class, create_assessor
+
+    sec = top.section("assessor")
+    if sec is None:
+        return
+    if tuner_key == "advisor":
+        raise top.fail("assessor", "an advisor stops its own trials: it takes no assessor",
+                       hint="remove the assessor, or use a tuner with it")
+    if tuner_cls is not None and not getattr(tuner_cls, "accepts_assessor", True):
+        tuner = top.section(tuner_key)
+        tuner_name = tuner.get("name") if tuner is not None else tuner_cls.__name__
+        raise sec.fail("name" if sec.has("name") else "className",
+                       f"the tuner {tuner_name} stops its own trials: it takes no assessor",
+                       hint="remove the assessor, or use another tuner, e.g. TPE")
+    if _custom(sec):
+        return
+    name = str(sec.get("name"))
+    try:
+        assessor_class(name)
+        accepted = assessor_arg_names(name)
+    except RemotetuneError as exc:
+        raise sec.fail("name", str(exc), hint="names ignore case, '_' and '-'") from None
+    args_sec = sec.section("classArgs")
+    args = dict(args_sec.data) if args_sec is not None else {}
+    for arg in args:
+        if arg not in accepted:
+            close = did_you_mean(str(arg), accepted)
+            assert args_sec is not None
+            raise args_sec.fail(str(arg), f"{name} has no class argument {arg!r}",
+                                hint=(f"did you mean {close}? " if close else "")
+                                + f"it accepts: {', '.join(sorted(accepted))}")
+    try:
+        create_assessor(name, args)
+    except RemotetuneError as exc:
+        raise _arg_error(sec, args_sec, exc, args) from None

@@ -1,0 +1,24 @@
+"""The event loop that ties tuner, backends, trial book and store together."""
+
+from remotetune.controller._book import ALLOWED, TransitionError, TrialBook
+from remotetune.controller._clock import Clock, SystemClock
+from remotetune.controller._controller import (
+    Controller,
+    ControllerOptions,
+    StopMode,
+    ViewState,
+    default_backends,
+)
+
+__all__ = [
+    "ALLOWED",
+    "Clock",
+    "Controller",
+    "ControllerOptions",
+    "StopMode",
+    "SystemClock",
+    "TransitionError",
+    "TrialBook",
+    "ViewState",
+    "default_backends",
+]

@@ -1,0 +1,52 @@
+"""A synthetic training run for early-stopping benchmarks and tests (``curves.py``'s curves).
+
+    python3 curve_trial.py [--epochs 20] [--epoch-seconds 0.1]
+
+Reads its parameters with the trial API (``lr``, ``width``, ``dropout``; ``TRIAL_BUDGET``, when
+Hyperband or BOHB gives one, sets the number of epochs), sleeps ``--epoch-seconds`` per epoch,
+reports the curve's value after each epoch as an intermediate result and the last one as the
+final result. Standard library only.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import curves  # noqa: E402
+
+
+def _trial_api() -> Any:
+    """``remotetune.trial``, from a source checkout when remotetune is not installed."""
+    try:
+        from remotetune import trial
+    except ImportError:
+        sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+        from remotetune import trial
+    return trial
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--epochs", type=int, default=curves.EPOCHS)
+    parser.add_argument("--epoch-seconds", type=float, default=0.1)
+    args = parser.parse_args(argv)
+    api = _trial_api()
+    params = api.get_next_parameter()
+    epochs = int(params.get("TRIAL_BUDGET", args.epochs))
+    last = 0.0
+    for epoch in range(1, epochs + 1):
+        time.sleep(args.epoch_seconds)
+        last = curves.value(params, epoch)
+        api.report_intermediate_result(last)
+    api.report_final_result(last)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
