@@ -32,6 +32,7 @@ from remotetune.cli_support import (
     print_json,
     trial_json,
 )
+from remotetune.cli_update import add_limit_flags, add_update_parser, resume_config
 from remotetune.errors import ConfigError, RemotetuneError, StoreError
 from remotetune.lock import ExperimentLock
 from remotetune.model import ExperimentStatus, HostSpec, TrialRecord
@@ -238,6 +239,7 @@ def _resume(args: argparse.Namespace, store: Any, exp: Any) -> int:
     config = cfg.parse_experiment(exp.config, file=exp.config_file,
                                   base_dir=Path(exp.config_file).parent if exp.config_file
                                   else None)
+    config = resume_config(args, config, exp)  # --max-trials, --max-duration
     if args.machines:
         hosts = cfg.load_machines(args.machines)
     elif exp.machines:
@@ -429,9 +431,10 @@ def build_parser() -> argparse.ArgumentParser:
     runner_flags(p)
     p.set_defaults(func=cmd_run)
 
-    p = sub.add_parser("resume", help="resume a stopped or crashed experiment")
+    p = sub.add_parser("resume", help="resume a stopped, crashed or finished experiment")
     p.add_argument("experiment", metavar="EXP")
     runner_flags(p)
+    add_limit_flags(p, concurrency=False)
     p.set_defaults(func=cmd_resume)
 
     p = sub.add_parser("check", help="check that every host can run trials")
@@ -440,6 +443,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_check)
 
+    add_update_parser(sub)
     _add_reader_commands(sub)
     return parser
 
