@@ -132,3 +132,23 @@ def test_limits_are_checked_like_the_experiment_file(limits: dict[str, Any], tex
     with pytest.raises(ConfigError, match=text):
         write_request(tmp_path, "exp1", limits)
     assert pending(requests_dir(tmp_path, "exp1")) == []
+
+
+def test_a_request_is_taken_within_a_second_even_with_a_long_poll_interval(
+    tmp_path: Path,
+) -> None:
+    rig = Rig(tmp_path, {"a": 2}, maxTrialNumber=2, pollInterval="5s")
+    controller = rig.controller()
+    exp = controller.create()
+    written: list[float] = []
+
+    def leave() -> None:
+        written.append(rig.clock.now())
+        write_request(tmp_path / "home", exp.id, {"maxTrialNumber": 3})
+
+    rig.backend.at.append((rig.clock.now() + 2, leave))
+    assert controller.run() is ExperimentStatus.DONE
+    applied = [e.time for e in rig.store.events(exp.id, limit=None)
+               if e.message.startswith("limits changed")]
+    assert len(applied) == 1 and 0 <= applied[0] - written[0] <= 1.0
+    assert len(rig.store.trials(exp.id)) == 3
