@@ -152,3 +152,22 @@ def test_a_request_is_taken_within_a_second_even_with_a_long_poll_interval(
                if e.message.startswith("limits changed")]
     assert len(applied) == 1 and 0 <= applied[0] - written[0] <= 1.0
     assert len(rig.store.trials(exp.id)) == 3
+
+
+def test_resume_max_trials_past_the_duration_asks_for_a_longer_one(tmp_path: Path) -> None:
+    import argparse
+    import time
+
+    from remotetune.cli_update import resume_config
+
+    rig = Rig(tmp_path, maxExperimentDuration="1m")
+    exp = rig.controller().create()
+    started = argparse.Namespace(started_at=time.time() - 600, id=exp.id)
+    args = argparse.Namespace(max_trials=10, max_duration=None)
+    with pytest.raises(ConfigError, match="give a longer --max-duration"):
+        resume_config(args, rig.config, started)
+    longer = resume_config(argparse.Namespace(max_trials=10, max_duration="1h"), rig.config,
+                           started)
+    assert (longer.max_trial_number, longer.max_experiment_duration) == (10, 3600.0)
+    assert resume_config(argparse.Namespace(max_trials=None, max_duration=None), rig.config,
+                         started) is rig.config  # nothing given: as stored
