@@ -171,3 +171,16 @@ def test_resume_max_trials_past_the_duration_asks_for_a_longer_one(tmp_path: Pat
     assert (longer.max_trial_number, longer.max_experiment_duration) == (10, 3600.0)
     assert resume_config(argparse.Namespace(max_trials=None, max_duration=None), rig.config,
                          started) is rig.config  # nothing given: as stored
+
+
+def test_running_holder_tells_whether_a_controller_holds_the_lock(tmp_path: Path) -> None:
+    import os
+
+    from remotetune.lock import ExperimentLock, running_holder
+
+    assert running_holder(tmp_path, "exp1") is None  # never run here
+    with ExperimentLock(tmp_path, "exp1"):
+        holder = running_holder(tmp_path, "exp1")
+        assert holder is not None and holder.pid == os.getpid()
+    assert running_holder(tmp_path, "exp1") is None  # released
+    ExperimentLock(tmp_path, "exp1").acquire().release()  # the look left it free
