@@ -81,7 +81,7 @@ def _machines(args: argparse.Namespace, config: Any) -> tuple[HostSpec, ...]:
         return cfg.load_machines(args.machines)
     if config.machines:
         return tuple(config.machines)
-    return (cfg.local_machine(config.trial_concurrency),)
+    return (cfg.local_machine(None),)
 
 
 def _run_controller(controller: Any, args: argparse.Namespace, console: Console) -> int:
@@ -247,7 +247,7 @@ def _resume(args: argparse.Namespace, store: Any, exp: Any) -> int:
         hosts = cfg.parse_machines({"machines": [dict(m) for m in exp.machines]},
                                   file=f"(machines of experiment {exp.id})")
     else:
-        hosts = (cfg.local_machine(config.trial_concurrency),)
+        hosts = (cfg.local_machine(None),)
     hosts = hide_secrets(hosts)
     console = make_console()
     plain = args.plain or not console.is_terminal

@@ -131,3 +131,22 @@ def test_resume_max_trials_extends_a_finished_experiment(tmp_path: Path) -> None
     assert len({t.id for t in after}) == 6
     # The grid tuner was restored from the history: no configuration ran twice.
     assert sorted(t.parameters["x"] for t in after) == [0.1, 0.2, 0.3, 0.4, 0.5, 0.6]
+
+
+def test_raising_concurrency_starts_more_trials_at_once(tmp_path: Path) -> None:
+    """The local machine (no machines file) follows trialConcurrency: 1 -> 3 runs 3 at once."""
+    path = make_experiment(tmp_path, SLOW, maxTrialNumber=5, trialConcurrency=1)
+    proc = start_cli(tmp_path, "run", str(path), "--plain")
+    try:
+        running_trials(tmp_path, 1)
+        with open_store(tmp_path) as store:
+            exp_id = only_experiment(store)
+        done = run_cli(tmp_path, "update", exp_id, "--concurrency", "3")
+        assert done.returncode == 0, done.stdout + done.stderr
+        running_trials(tmp_path, 3)  # waits until three run at the same time
+        stdout, stderr = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.communicate()
+    assert proc.returncode == 0, stdout + stderr

@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from remotetune.backends import Backend
 from remotetune.change_requests import RequestInbox, read_request, requests_dir
 from remotetune.config import ExperimentConfig, Limits, describe_limits
 from remotetune.errors import ConfigError
@@ -28,6 +29,7 @@ class LimitFlow:
     experiment: ExperimentRecord | None
     _event: Callable[..., None]
     _save_experiment: Callable[..., None]
+    backends: list[Backend]
     _requests: RequestInbox | None = None
 
     def _open_requests(self, home: Any) -> None:
@@ -51,6 +53,8 @@ class LimitFlow:
     def _set_limits(self, limits: Limits, by: str) -> None:
         old = describe_limits(self.config)
         self.config = limits.apply(self.config)
+        for backend in self.backends:  # hosts without `slots:` follow trialConcurrency
+            backend.set_concurrency(self.config.trial_concurrency)
         new = describe_limits(self.config)
         changes = [f"{key} {_shown(old[key])} -> {_shown(new[key])}"
                    for key in new if old[key] != new[key]]
