@@ -284,7 +284,8 @@ def test_bench_simulation_and_the_curve_trial(tmp_path: Path, capsys: Any) -> No
     bench = importlib.util.module_from_spec(spec)
     sys.modules["bench_early_stop"] = bench  # its dataclasses look their module up
     spec.loader.exec_module(bench)
-    assert bench.main(["--trials", "16", "--epochs", "9", "--concurrency", "2"]) == 0
+    assert bench.main(["--mode", "sim", "--trials", "16", "--epochs", "9",
+                       "--concurrency", "2"]) == 0
     out = capsys.readouterr().out
     for policy in ("none", "Medianstop", "ASHA", "Hyperband"):
         assert f"\n{policy} " in out
