@@ -62,18 +62,26 @@ def created(venv: Path, config: Path, port: int, timeout: float = 180) -> Iterat
                        timeout=120)
 
 
-def wait(port: int, timeout: float = 600,
-         interval: float = 0.25) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+def wait(port: int, timeout: float = 600, interval: float = 0.25,
+         patient: bool = False) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """Poll ``check-status`` and ``trial-jobs`` until the experiment ends or ``timeout``.
 
     Returns the last status and trial jobs (``startTime``/``endTime`` in ms since the epoch).
+    ``patient``: a request that fails or times out (NNI's manager busy on a loaded machine) is
+    tried again at the next poll instead of ending the wait.
     """
     deadline = time.time() + timeout
     status: dict[str, Any] = {}
     jobs: list[dict[str, Any]] = []
     while time.time() < deadline:
-        status = api(port, "check-status")
-        jobs = api(port, "trial-jobs")
+        try:
+            status = api(port, "check-status")
+            jobs = api(port, "trial-jobs")
+        except (OSError, ValueError):
+            if not patient:
+                raise
+            time.sleep(interval)
+            continue
         if status.get("status") in TERMINAL:
             break
         time.sleep(interval)

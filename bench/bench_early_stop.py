@@ -295,7 +295,7 @@ def _nni_once(args: argparse.Namespace) -> RealOutcome:
         port = _free_port()
         t0 = time.time()
         with _nni.created(venv, base / "config.yml", port):
-            status, jobs = _nni.wait(port, timeout=3600)
+            status, jobs = _nni.wait(port, timeout=3600, interval=1.0, patient=True)
         if status.get("status") != "DONE":
             raise RuntimeError(f"NNI ended {status}")
     ended = [j for j in jobs if j.get("startTime") and j.get("endTime")]
