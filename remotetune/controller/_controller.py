@@ -128,6 +128,12 @@ class Controller(TrialFlow):
         self.inbox.put(Envelope(None))
 
     def create(self, machines_public: Sequence[dict[str, Any]] = ()) -> ExperimentRecord:
+        """Record a new experiment. Its code is checked first (symlinks out of the trial code
+        directory are refused unless ``followSymlinks``), so a refusal writes nothing."""
+        from remotetune.symlinks import check_symlinks  # imports sync: only when needed
+
+        check_symlinks(self.config.trial_code_directory, follow=self.config.follow_symlinks,
+                       file=self.config.file)
         now = self.clock.now()
         record = ExperimentRecord(
             id=self.store.new_experiment_id(),
