@@ -28,6 +28,7 @@ from remotetune.metrics import SKIPPED_LINE_MARKER
 from remotetune.model import EventKind, EventLevel, TrialRecord, TrialStatus
 
 S = TrialStatus
+NO_FINAL = "exited 0 without reporting a final result"
 
 
 class TrialFlow:
@@ -220,11 +221,14 @@ class TrialFlow:
         if status is S.FAILED and not message:
             message = f"exited with code {code}" + (
                 f" (signal {exit_info.signal})" if exit_info.signal else "")
+        if status is S.SUCCEEDED and trial.final is None and not message:
+            message = NO_FINAL  # still SUCCEEDED, as in NNI; the tuner gets value None
         self.backend_of[host].release(trial.id)
         book.handles.pop(trial.id, None)
         trial = book.update(trial.id, status=status, exit_code=code,
                             ended_at=float(exit_info.ended or self.clock.now()), message=message)
-        level = EventLevel.ERROR if status is S.FAILED else EventLevel.INFO
+        level = EventLevel.ERROR if status is S.FAILED else (
+            EventLevel.WARNING if message == NO_FINAL else EventLevel.INFO)
         final = f" final={trial.final:.6g}" if trial.final is not None else ""
         self._event(EventKind.TRIAL, f"trial {trial.id} {status.value.lower()}{final}"
                     + (f": {message}" if message else ""), trial_id=trial.id, host=host,

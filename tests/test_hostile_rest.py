@@ -1,0 +1,38 @@
+"""Issue 8's remaining items: a trial that exits 0 with no final result, canceled trials and
+``maxTrialNumber`` across resume, gpuIndices a host lacks."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from remotetune.model import TrialStatus
+from tests.test_run_local import make_experiment, only_experiment, open_store, run_cli
+
+NO_FINAL = "exited 0 without reporting a final result"
+
+
+def test_a_trial_that_exits_0_without_a_final_result_is_marked(tmp_path: Path) -> None:
+    code = tmp_path / "code"
+    code.mkdir()
+    (code / "nofinal.py").write_text(
+        "from remotetune import trial\n"
+        "trial.get_next_parameter()\n"
+        "trial.report_intermediate_result(0.25)\n")
+    path = make_experiment(tmp_path, {"x": {"_type": "uniform", "_value": [0.1, 1.0]}},
+                           maxTrialNumber=1, trialConcurrency=1,
+                           trialCommand=f"{sys.executable} nofinal.py")
+    result = run_cli(tmp_path, "run", str(path), "--plain")
+    said = result.stdout + result.stderr
+    assert result.returncode == 0, said
+    assert NO_FINAL in " ".join(said.split()), said
+    with open_store(tmp_path) as store:
+        exp_id = only_experiment(store)
+        (t,) = store.trials(exp_id)
+        events = store.events(exp_id)
+    assert t.status is TrialStatus.SUCCEEDED and t.final is None, t
+    assert t.message == NO_FINAL and t.latest_intermediate == 0.25
+    (warning,) = [e for e in events if NO_FINAL in e.message]
+    assert warning.level == "warning" and warning.trial_id == t.id
+    shown = run_cli(tmp_path, "trials", exp_id, "--json")
+    assert NO_FINAL in shown.stdout
