@@ -3,11 +3,19 @@
 
 from __future__ import annotations
 
+import signal
 import sys
 from pathlib import Path
 
 from remotetune.model import TrialStatus
-from tests.test_run_local import make_experiment, only_experiment, open_store, run_cli
+from tests.test_run_local import (
+    make_experiment,
+    only_experiment,
+    open_store,
+    run_cli,
+    running_trials,
+    start_cli,
+)
 
 NO_FINAL = "exited 0 without reporting a final result"
 
@@ -36,3 +44,42 @@ def test_a_trial_that_exits_0_without_a_final_result_is_marked(tmp_path: Path) -
     assert warning.level == "warning" and warning.trial_id == t.id
     shown = run_cli(tmp_path, "trials", exp_id, "--json")
     assert NO_FINAL in shown.stdout
+
+
+def test_trials_canceled_by_sigterm_run_again_on_resume_within_max_trial_number(
+    tmp_path: Path,
+) -> None:
+    hold = tmp_path / "hold"
+    hold.write_text("")
+    code = tmp_path / "code"
+    code.mkdir()
+    (code / "held.py").write_text(
+        "import os, time\n"
+        "from remotetune import trial\n"
+        "p = trial.get_next_parameter()\n"
+        f"while os.path.exists({str(hold)!r}):\n"
+        "    time.sleep(0.05)\n"
+        "trial.report_final_result(p['x'])\n")
+    path = make_experiment(tmp_path, {"x": {"_type": "uniform", "_value": [0.1, 1.0]}},
+                           maxTrialNumber=3, trialConcurrency=2,
+                           trialCommand=f"{sys.executable} held.py")
+    proc = start_cli(tmp_path, "run", str(path), "--plain")
+    first = running_trials(tmp_path, 2)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    hold.unlink()
+    resumed = run_cli(tmp_path, "resume", first[0].experiment_id, "--plain")
+    assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+    with open_store(tmp_path) as store:
+        exp_id = only_experiment(store)
+        trials = store.trials(exp_id)
+    canceled = [t for t in trials if t.status is TrialStatus.USER_CANCELED]
+    done = [t for t in trials if t.status is TrialStatus.SUCCEEDED]
+    assert sorted(t.id for t in canceled) == sorted(t.id for t in first)
+    assert len(done) == 3 and len(trials) == 5, [(t.id, t.status) for t in trials]
+    reruns = {t.retry_of: t for t in done if t.retry_of}
+    assert set(reruns) == {t.id for t in canceled}  # their parameters ran again
+    for t in canceled:
+        assert reruns[t.id].parameters == t.parameters
+        assert reruns[t.id].parameter_id == t.parameter_id

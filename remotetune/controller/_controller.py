@@ -200,12 +200,28 @@ class Controller(TrialFlow):
             backend.open(spec, self.inbox.put)
         self.tuner = self._make_tuner()
         if existing:
-            self.tuner.restore(existing)
+            self._rerun_canceled()
+            self.tuner.restore(list(book.history()))
             self._event(EventKind.EXPERIMENT, f"resumed with {len(existing)} trials in the store")
         if self.experiment.status is not ExperimentStatus.RUNNING:
             self._save_experiment(status=ExperimentStatus.RUNNING, ended_at=None, message=None)
         self._await_connections()
         self._fail_fast(bool(existing))
+
+    def _rerun_canceled(self) -> None:
+        """Trials canceled when the experiment was stopped did not use up maxTrialNumber:
+        their parameters run again (one new attempt each, queued first), within the limit."""
+        book = self._book
+        limit = self.config.max_trial_number
+        rerun = 0
+        for trial in book.canceled_to_rerun():
+            if limit is not None and book.counted() >= limit:
+                break
+            self._new_trial(self.clock.now(), retry_of=trial)
+            rerun += 1
+        if rerun:
+            self._event(EventKind.EXPERIMENT, f"re-running {rerun} trial(s) canceled when "
+                        "the experiment was stopped")
 
     def _make_tuner(self) -> Any:
         class_args = dict(self.config.tuner.class_args)
