@@ -3,12 +3,20 @@
 
 from __future__ import annotations
 
+import os
 import signal
+import subprocess
 import sys
 from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
 
 from remotetune.model import TrialStatus
 from tests.test_run_local import (
+    ROOT,
+    cli_env,
     make_experiment,
     only_experiment,
     open_store,
@@ -83,3 +91,41 @@ def test_trials_canceled_by_sigterm_run_again_on_resume_within_max_trial_number(
     for t in canceled:
         assert reruns[t.id].parameters == t.parameters
         assert reruns[t.id].parameter_id == t.parameter_id
+
+
+ONE_GPU = '[{"name": "Fake", "memory_total": 1000, "memory_used": 0, "utilization": 0}]'
+
+
+def test_gpu_indices_naming_a_gpu_the_local_host_lacks_fails_run(tmp_path: Path) -> None:
+    path = make_experiment(tmp_path, {"x": {"_type": "uniform", "_value": [0.1, 1.0]}},
+                           maxTrialNumber=1, trialGpuNumber=1)
+    machines = tmp_path / "machines.yml"
+    machines.write_text(yaml.safe_dump({"machines": [
+        {"name": "here", "local": True, "gpuIndices": [0, 5]}]}))
+    env = dict(cli_env(tmp_path), FAKE_NVIDIA_SMI_GPUS=ONE_GPU,
+               PATH=str(ROOT / "tests" / "bin") + os.pathsep + os.environ["PATH"])
+    result = subprocess.run(
+        [sys.executable, "-m", "remotetune.cli", "run", str(path), "--machines",
+         str(machines), "--plain"], env=env, capture_output=True, text=True, timeout=120,
+        cwd=tmp_path)
+    said = " ".join((result.stdout + result.stderr).split())
+    assert result.returncode == 3, said
+    assert "here" in said and "gpuIndices names GPU 5" in said and "GPUs 0" in said, said
+    with open_store(tmp_path) as store:
+        assert store.trials(only_experiment(store)) == []
+
+
+@pytest.mark.ssh
+@pytest.mark.timeout(180)
+def test_gpu_indices_naming_a_gpu_an_ssh_host_lacks_fails_run(
+    ssh_host: Any, tmp_path: Path
+) -> None:
+    from tests.test_run_ssh import host_entry, run_experiment, write_files
+
+    experiment, machines = write_files(
+        tmp_path, [host_entry(ssh_host, "gpubox", gpuIndices=[1, 3])],
+        {"x": {"_type": "uniform", "_value": [0.1, 1.0]}}, trialGpuNumber=1, maxTrialNumber=1)
+    result = run_experiment(tmp_path, experiment, machines)
+    said = " ".join((result.stdout + result.stderr).split())
+    assert result.returncode == 3, said
+    assert "gpubox" in said and "gpuIndices names GPU 3" in said and "GPUs 0, 1" in said, said

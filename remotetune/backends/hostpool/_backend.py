@@ -270,16 +270,11 @@ class HostPoolBackend(Backend):
     def _on_connect(self, worker: HostWorker, item: Completion, now: float) -> list[Report]:
         worker.connect_in_flight = False
         if item.error is not None:
-            repeated = worker.status is HostStatus.BROKEN and worker.message == str(item.error)
-            worker.status = HostStatus.BROKEN
-            worker.message = str(item.error)
-            worker.next_connect_at = now + BROKEN_RETRY
-            worker.session.close()
-            self.slots.set_reachable(worker.name, False)
-            message = None if repeated else f"{worker.name} cannot be used: {item.error}"
-            return [Report(ReportKind.HOST_EVENT, worker.name, message=message,
-                           level=EventLevel.ERROR)]
+            return self._broken(worker, str(item.error), now)
         info, snapshot, gpus = item.result
+        lacking = missing_gpus(worker.spec, gpus)
+        if lacking is not None:
+            return self._broken(worker, lacking, now)
         was_down = worker.status is HostStatus.UNREACHABLE
         worker.status = HostStatus.READY
         worker.message = None
@@ -291,6 +286,18 @@ class HostPoolBackend(Backend):
         verb = "back" if was_down else "ready"
         return [Report(ReportKind.HOST_READY, worker.name,
                        message=f"{worker.name} {verb}: {info.hostname}, Python {info.python}")]
+
+    def _broken(self, worker: HostWorker, why: str, now: float) -> list[Report]:
+        """The host cannot be used (tried again every BROKEN_RETRY seconds)."""
+        repeated = worker.status is HostStatus.BROKEN and worker.message == why
+        worker.status = HostStatus.BROKEN
+        worker.message = why
+        worker.next_connect_at = now + BROKEN_RETRY
+        worker.session.close()
+        self.slots.set_reachable(worker.name, False)
+        message = None if repeated else f"{worker.name} cannot be used: {why}"
+        return [Report(ReportKind.HOST_EVENT, worker.name, message=message,
+                       level=EventLevel.ERROR)]
 
     def _apply_gpus(self, worker: HostWorker, report: GpuReport | None) -> None:
         if report is None:
@@ -363,3 +370,18 @@ def _kill_and_wait(session: HostSession, groups: list[tuple[int, str]], grace: f
         session.kill(pgid, grace, trial_dir=trial_dir)
     for pgid, trial_dir in groups:
         session.kill(pgid, grace, wait=True, trial_dir=trial_dir)
+
+
+def missing_gpus(spec: HostSpec, report: GpuReport | None) -> str | None:
+    """Why ``gpuIndices`` cannot be right for this host (it names a GPU that nvidia-smi
+    does not report), or None. A host whose GPUs are unknown is judged by the slot table."""
+    if not spec.gpu_indices or report is None or report.gpus is None:
+        return None
+    have = sorted(g.index for g in report.gpus)
+    absent = [i for i in spec.gpu_indices if i not in have]
+    if not absent:
+        return None
+    names = ", ".join(map(str, absent))
+    has = f"GPUs {', '.join(map(str, have))}" if have else "no GPU"
+    return (f"gpuIndices names GPU {names}, which {spec.name} does not have (nvidia-smi "
+            f"reports {has}); fix gpuIndices in the machines file")
