@@ -129,3 +129,45 @@ def test_gpu_indices_naming_a_gpu_an_ssh_host_lacks_fails_run(
     said = " ".join((result.stdout + result.stderr).split())
     assert result.returncode == 3, said
     assert "gpubox" in said and "gpuIndices names GPU 3" in said and "GPUs 0, 1" in said, said
+
+
+@pytest.mark.ssh
+@pytest.mark.timeout(240)
+def test_two_experiments_never_share_a_gpu_on_one_host(sshd_factory: Any, tmp_path: Path) -> None:
+    """Two controllers, one host, gpuIndices [0]: the agent's reservation files keep their
+    trials apart in time on GPU 0 (from the trials' own records), and both finish."""
+    import json
+    import time
+
+    from tests.test_run_ssh import gpu, host_entry, start_cli, write_files
+
+    server = sshd_factory(gpus=[gpu(), gpu()])
+    entry = host_entry(server, "box", gpuIndices=[0])
+    procs = []
+    for name in ("a", "b"):
+        run_dir = tmp_path / name
+        run_dir.mkdir()
+        experiment, machines = write_files(
+            run_dir, [entry], {"hold": {"_type": "choice", "_value": [1.5]}},
+            trialGpuNumber=1, maxTrialNumber=2, trialConcurrency=1, experimentName=name)
+        procs.append((run_dir, start_cli(run_dir, "run", str(experiment), "--machines",
+                                         str(machines), "--plain")))
+        time.sleep(0.3)
+    spans, waits = [], []
+    for run_dir, proc in procs:
+        out, err = proc.communicate(timeout=200)
+        assert proc.returncode == 0, out + err
+        with open_store(run_dir) as store:
+            exp_id = only_experiment(store)
+            trials = store.trials(exp_id)
+            waits += [e.message for e in store.events(exp_id) if "waits" in e.message]
+        assert [t.status for t in trials] == [TrialStatus.SUCCEEDED] * 2, trials
+        for t in trials:
+            record = json.loads((Path(t.trial_dir) / "record.json").read_text())
+            assert record["cuda"] == "0", record
+            spans.append((record["start"], record["end"], run_dir.name, t.id))
+    spans.sort()
+    for (s1, e1, x1, t1), (s2, e2, x2, t2) in zip(spans, spans[1:], strict=False):
+        assert e1 <= s2, f"{x1}/{t1} [{s1}, {e1}] overlaps {x2}/{t2} [{s2}, {e2}]"
+    assert {x for _, _, x, _ in spans} == {"a", "b"}
+    assert any("box: GPU 0 reserved by experiment" in m for m in waits), waits

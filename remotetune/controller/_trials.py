@@ -177,6 +177,18 @@ class TrialFlow:
         assert r.trial_id is not None
         self._book.launching.discard(r.trial_id)
 
+    def _on_launch_refused(self, r: Report) -> None:
+        # Not started (e.g. another experiment holds its GPU): it waits, first in line.
+        assert r.trial_id is not None
+        book = self._book
+        book.launching.discard(r.trial_id)
+        self.backend_of[r.host].release(r.trial_id)
+        book.update(r.trial_id, status=S.WAITING, host=None, gpus=())
+        book.requeue_front(r.trial_id)
+        if r.message:
+            self._event(EventKind.TRIAL, f"trial {r.trial_id} waits: {r.message}",
+                        trial_id=r.trial_id, host=r.host, level=r.level)
+
     def _on_polled(self, r: Report) -> None:
         book = self._book
         for poll in r.polls:
@@ -342,6 +354,7 @@ _HANDLERS: dict[ReportKind, Callable[[TrialFlow, Report], None]] = {
     ReportKind.LAUNCHED: TrialFlow._on_launched,
     ReportKind.LAUNCH_FAILED: TrialFlow._on_launch_failed,
     ReportKind.LAUNCH_LOST: TrialFlow._on_launch_lost,
+    ReportKind.LAUNCH_REFUSED: TrialFlow._on_launch_refused,
     ReportKind.POLLED: TrialFlow._on_polled,
     ReportKind.TAILS: TrialFlow._on_tails,
     ReportKind.KILLED: TrialFlow._on_killed,

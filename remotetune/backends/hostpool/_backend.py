@@ -75,6 +75,7 @@ class HostPoolBackend(Backend):
         self._state_interval = host_state_interval
         self._state_at: dict[str, float] = {}
         self.workers: dict[str, HostWorker] = {}
+        self._refused: dict[str, str] = {}  # host -> the last launch refusal told
         self._spec: OpenSpec | None = None
         self._handlers: dict[Op, Callable[[HostWorker, Completion, float], list[Report]]] = {
             Op.CONNECT: self._on_connect,
@@ -313,13 +314,27 @@ class HostPoolBackend(Backend):
         return []
 
     def _on_launch(self, worker: HostWorker, item: Completion, now: float) -> list[Report]:
-        if item.error is not None:
+        error = item.error
+        if isinstance(error, AgentError) and error.kind == "GpuReserved":
+            # Another controller's trial holds the GPU: busy, not broken (no cordon).
+            gpu, holders = error.details.get("gpu"), error.details.get("holders", 1)
+            names = error.details.get("experiments") or ["another experiment"]
+            who = "experiment " + ", ".join(map(str, names))
+            if isinstance(gpu, int) and isinstance(holders, int):
+                self.slots.reserved_elsewhere(worker.name, gpu, holders, who)
+            message = f"{worker.name}: {error.detail}"
+            repeated = self._refused.get(worker.name) == message
+            self._refused[worker.name] = message
+            return [Report(ReportKind.LAUNCH_REFUSED, worker.name, item.token,
+                           message=None if repeated else message, level=EventLevel.INFO)]
+        if error is not None:
             # A host that cannot start trials (disk full, workdir gone) takes no new ones
             # for a while, so it does not eat the trial budget; its running trials go on.
             worker.cordoned_until = now + CORDON_SECONDS
             self.slots.set_reachable(worker.name, False)
             return [Report(ReportKind.LAUNCH_FAILED, worker.name, item.token,
                            message=str(item.error), level=EventLevel.ERROR)]
+        self._refused.pop(worker.name, None)
         return [Report(ReportKind.LAUNCHED, worker.name, item.token, launch=item.result)]
 
     def _on_poll(self, worker: HostWorker, item: Completion, now: float) -> list[Report]:
