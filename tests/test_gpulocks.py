@@ -57,3 +57,23 @@ def test_a_reused_pid_does_not_keep_a_reservation(tmp_path: Path) -> None:
     gpulocks.bind([path], {"pid": os.getpid(), "ticks": ticks + 1,  # another process's
                            "launcher_pid": None, "launcher_ticks": None})
     assert len(reserve(tmp_path, [0], exp="E2")) == 1
+
+
+def test_the_slot_table_counts_other_experiments_holders_until_the_next_reading() -> None:
+    from remotetune.backends.hostpool._slots import SlotTable
+    from remotetune.model import GpuInfo, HostSpec
+
+    one = (GpuInfo(0, "Fake", 1000.0, 0.0, 0.0),)
+    slots = SlotTable([HostSpec("box", gpu_indices=(0,))], 1)
+    slots.update_gpus("box", one)
+    slots.reserved_elsewhere("box", 0, 1, "experiment X")
+    assert slots.place("t1") is None
+    assert "GPU 0 reserved by experiment X" in slots.why_not()
+    slots.update_gpus("box", one)  # a fresh reading: ask the host again
+    assert slots.place("t1") is not None
+
+    shared = SlotTable([HostSpec("box", gpu_indices=(0,), max_trials_per_gpu=2)], 1)
+    shared.update_gpus("box", one)
+    shared.reserved_elsewhere("box", 0, 1, "experiment X")
+    assert shared.place("t1") is not None  # one holder of two: room for ours
+    assert shared.place("t2") is None

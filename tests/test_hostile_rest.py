@@ -14,6 +14,7 @@ import pytest
 import yaml
 
 from remotetune.model import TrialStatus
+from remotetune.store import Store
 from tests.test_run_local import (
     ROOT,
     cli_env,
@@ -136,13 +137,28 @@ def test_gpu_indices_naming_a_gpu_an_ssh_host_lacks_fails_run(
 def test_two_experiments_never_share_a_gpu_on_one_host(sshd_factory: Any, tmp_path: Path) -> None:
     """Two controllers, one host, gpuIndices [0]: the agent's reservation files keep their
     trials apart in time on GPU 0 (from the trials' own records), and both finish."""
+    from tests.test_run_ssh import gpu, host_entry
+
+    server = sshd_factory(gpus=[gpu(), gpu()])
+    check_two_experiments(tmp_path, host_entry(server, "box", gpuIndices=[0]), {})
+
+
+@pytest.mark.timeout(240)
+def test_two_local_experiments_never_share_a_gpu(tmp_path: Path) -> None:
+    """The same with the local machine: both controllers use $REMOTETUNE_HOME/host."""
+    home = str(tmp_path / "home")
+    env = {"REMOTETUNE_HOME": home, "FAKE_NVIDIA_SMI_GPUS": ONE_GPU,
+           "PATH": str(ROOT / "tests" / "bin") + os.pathsep + os.environ["PATH"]}
+    check_two_experiments(tmp_path, {"name": "box", "local": True, "gpuIndices": [0],
+                                     "env": {"HOST_LABEL": "box"}}, env)
+
+
+def check_two_experiments(tmp_path: Path, entry: dict[str, Any], env: dict[str, str]) -> None:
     import json
     import time
 
-    from tests.test_run_ssh import gpu, host_entry, start_cli, write_files
+    from tests.test_run_ssh import cli_env, write_files
 
-    server = sshd_factory(gpus=[gpu(), gpu()])
-    entry = host_entry(server, "box", gpuIndices=[0])
     procs = []
     for name in ("a", "b"):
         run_dir = tmp_path / name
@@ -150,15 +166,17 @@ def test_two_experiments_never_share_a_gpu_on_one_host(sshd_factory: Any, tmp_pa
         experiment, machines = write_files(
             run_dir, [entry], {"hold": {"_type": "choice", "_value": [1.5]}},
             trialGpuNumber=1, maxTrialNumber=2, trialConcurrency=1, experimentName=name)
-        procs.append((run_dir, start_cli(run_dir, "run", str(experiment), "--machines",
-                                         str(machines), "--plain")))
+        procs.append((run_dir, subprocess.Popen(
+            [sys.executable, "-m", "remotetune.cli", "run", str(experiment), "--machines",
+             str(machines), "--plain"], env=cli_env(run_dir, env), stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE, text=True, cwd=run_dir, start_new_session=True)))
         time.sleep(0.3)
     spans, waits = [], []
     for run_dir, proc in procs:
         out, err = proc.communicate(timeout=200)
         assert proc.returncode == 0, out + err
-        with open_store(run_dir) as store:
-            exp_id = only_experiment(store)
+        with Store(Path(env.get("REMOTETUNE_HOME", run_dir / "home")) / "remotetune.db") as store:
+            exp_id = next(e.id for e in store.experiments() if e.name == run_dir.name)
             trials = store.trials(exp_id)
             waits += [e.message for e in store.events(exp_id) if "waits" in e.message]
         assert [t.status for t in trials] == [TrialStatus.SUCCEEDED] * 2, trials
