@@ -77,3 +77,10 @@ def test_the_slot_table_counts_other_experiments_holders_until_the_next_reading(
     shared.reserved_elsewhere("box", 0, 1, "experiment X")
     assert shared.place("t1") is not None  # one holder of two: room for ours
     assert shared.place("t2") is None
+
+
+def test_a_torn_reservation_file_is_reclaimed(tmp_path: Path) -> None:
+    (tmp_path / "gpus").mkdir()
+    (tmp_path / "gpus" / "0.0.lock").write_text('{"experiment": "E1", "pi')
+    (path,) = reserve(tmp_path, [0], exp="E2")
+    assert json.loads(Path(path).read_text())["experiment"] == "E2"

@@ -62,9 +62,10 @@ def _alive(pid, ticks, is_alive, same_process) -> bool:
 
 
 def holder_alive(info, is_alive, same_process) -> bool:
-    """Whether any process a reservation names still runs (a file being written: yes)."""
+    """Whether any process a reservation names still runs. Files are written whole under
+    the flock (or replaced atomically), so one that does not parse is a crash's leftover."""
     if info is None:
-        return True  # unreadable: being replaced right now, or not ours to judge
+        return False
     return (_alive(info.get("pid"), info.get("ticks"), is_alive, same_process)
             or _alive(info.get("launcher_pid"), info.get("launcher_ticks"), is_alive,
                       same_process))
@@ -93,7 +94,10 @@ def _take_one(directory: str, index: int, per_gpu: int, record: bytes, alive) ->
             holders.append(info or {})
             continue
         if os.path.exists(path):
-            os.unlink(path)  # stale: its trial and launcher are gone
+            try:
+                os.unlink(path)  # stale: its trial and launcher are gone
+            except FileNotFoundError:  # released meanwhile
+                pass
         try:
             fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
         except OSError as exc:
