@@ -110,7 +110,7 @@ def test_gpu_indices_naming_a_gpu_the_local_host_lacks_fails_run(tmp_path: Path)
          str(machines), "--plain"], env=env, capture_output=True, text=True, timeout=120,
         cwd=tmp_path)
     said = " ".join((result.stdout + result.stderr).split())
-    assert result.returncode == 3, said
+    assert result.returncode == 2, said
     assert "here" in said and "gpuIndices names GPU 5" in said and "GPUs 0" in said, said
     with open_store(tmp_path) as store:
         assert store.trials(only_experiment(store)) == []
@@ -123,13 +123,18 @@ def test_gpu_indices_naming_a_gpu_an_ssh_host_lacks_fails_run(
 ) -> None:
     from tests.test_run_ssh import host_entry, run_experiment, write_files
 
+    # one host that fits is not enough: a machines entry that does not fit its host is bad input
     experiment, machines = write_files(
-        tmp_path, [host_entry(ssh_host, "gpubox", gpuIndices=[1, 3])],
+        tmp_path, [host_entry(ssh_host, "fine", gpuIndices=[0]),
+                   host_entry(ssh_host, "gpubox", gpuIndices=[1, 3])],
         {"x": {"_type": "uniform", "_value": [0.1, 1.0]}}, trialGpuNumber=1, maxTrialNumber=1)
     result = run_experiment(tmp_path, experiment, machines)
     said = " ".join((result.stdout + result.stderr).split())
-    assert result.returncode == 3, said
-    assert "gpubox" in said and "gpuIndices names GPU 3" in said and "GPUs 0, 1" in said, said
+    assert result.returncode == 2, said
+    assert "gpubox: gpuIndices names GPU 3" in said and "GPUs 0, 1" in said, said
+    assert "fine:" not in said, said
+    with open_store(tmp_path) as store:
+        assert store.trials(only_experiment(store)) == []
 
 
 @pytest.mark.ssh

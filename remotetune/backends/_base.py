@@ -175,6 +175,11 @@ class Backend(abc.ABC):
     def unusable(self) -> tuple[tuple[str, str], ...]:
         """``(host, why)`` for each host that cannot be used now (empty when all are ready)."""
 
+    def misconfigured(self) -> tuple[tuple[str, str], ...]:
+        """``(host, why)`` for each host its configuration does not fit (a ``gpuIndices``
+        entry the host lacks): a new experiment does not start. Default: none."""
+        return ()
+
     @abc.abstractmethod
     def impossible(self) -> str | None:
         """Why no trial could ever be placed here (fail fast), or ``None``."""

@@ -23,7 +23,12 @@ from remotetune.controller._book import TrialBook
 from remotetune.controller._clock import Clock, SystemClock
 from remotetune.controller._manifest import load_or_freeze
 from remotetune.controller._trials import TrialFlow
-from remotetune.errors import PlacementImpossible, RemotetuneError, TransportError
+from remotetune.errors import (
+    ConfigError,
+    PlacementImpossible,
+    RemotetuneError,
+    TransportError,
+)
 from remotetune.model import (
     EventKind,
     EventLevel,
@@ -245,6 +250,10 @@ class Controller(TrialFlow):
             self._handle(item)
 
     def _fail_fast(self, resumed: bool) -> None:
+        misfit = [pair for b in self.backends for pair in b.misconfigured()]
+        if misfit and not resumed:  # a resumed one goes on with the hosts that fit
+            raise ConfigError("; ".join(f"{host}: {why}" for host, why in misfit),
+                              hint="`remotetune check` shows each host's GPUs")
         broken = [pair for b in self.backends for pair in b.unusable()]
         if broken and len(broken) == len(self.backend_of) and not resumed:
             lines = "\n".join(  # a transport error's message already names its host

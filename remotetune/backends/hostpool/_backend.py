@@ -76,6 +76,7 @@ class HostPoolBackend(Backend):
         self._state_at: dict[str, float] = {}
         self.workers: dict[str, HostWorker] = {}
         self._refused: dict[str, str] = {}  # host -> the last launch refusal told
+        self._misfit: dict[str, str] = {}  # host -> why its machines entry does not fit it
         self._spec: OpenSpec | None = None
         self._handlers: dict[Op, Callable[[HostWorker, Completion, float], list[Report]]] = {
             Op.CONNECT: self._on_connect,
@@ -127,6 +128,9 @@ class HostPoolBackend(Backend):
     def unusable(self) -> tuple[tuple[str, str], ...]:
         return tuple((w.name, w.message or "") for w in self.workers.values()
                      if w.status is not HostStatus.READY)
+
+    def misconfigured(self) -> tuple[tuple[str, str], ...]:
+        return tuple(self._misfit.items())
 
     def close(self) -> None:
         for worker in self.workers.values():
@@ -275,7 +279,9 @@ class HostPoolBackend(Backend):
         info, snapshot, gpus = item.result
         lacking = missing_gpus(worker.spec, gpus)
         if lacking is not None:
+            self._misfit[worker.name] = lacking
             return self._broken(worker, lacking, now)
+        self._misfit.pop(worker.name, None)
         was_down = worker.status is HostStatus.UNREACHABLE
         worker.status = HostStatus.READY
         worker.message = None
