@@ -194,3 +194,34 @@ def check_two_experiments(tmp_path: Path, entry: dict[str, Any], env: dict[str, 
         assert e1 <= s2, f"{x1}/{t1} [{s1}, {e1}] overlaps {x2}/{t2} [{s2}, {e2}]"
     assert {x for _, _, x, _ in spans} == {"a", "b"}
     assert any("box: GPU 0 reserved by experiment" in m for m in waits), waits
+
+
+def test_a_refused_launch_waits_first_in_line_and_runs_later(tmp_path: Path) -> None:
+    """The controller side of LAUNCH_REFUSED (fake backend): the trial goes back to WAITING
+    at the front of the queue, an event says why, and it runs once the host takes it."""
+    from remotetune.backends import LaunchSpec, Report, ReportKind
+    from remotetune.testing.backend import FakeBackend
+    from tests.test_controller import Rig
+
+    class Refusing(FakeBackend):
+        refusals = 2
+
+        def launch(self, spec: LaunchSpec) -> None:
+            if self.refusals:
+                self.refusals -= 1
+                self.placed.pop(spec.trial.id, None)
+                self._report(Report(ReportKind.LAUNCH_REFUSED, spec.placement.host,
+                                    spec.trial.id, message="a: GPU 0 reserved by experiment X"))
+                return
+            super().launch(spec)
+
+    rig = Rig(tmp_path, {"a": 1}, maxTrialNumber=2, trialConcurrency=1)
+    rig.backend = Refusing({"a": 1}, rig.backend.behaviour, rig.clock)
+    controller, trials = rig.run()
+    assert [t.status for t in trials] == [TrialStatus.SUCCEEDED] * 2
+    assert [t.sequence for t in trials] == sorted(t.sequence for t in trials)
+    assert rig.backend.launches == [trials[0].id, trials[1].id]
+    events = rig.store.events(trials[0].experiment_id)
+    waits = [e for e in events if "waits" in e.message]
+    assert len(waits) == 2 and all(e.trial_id == trials[0].id for e in waits)
+    assert "GPU 0 reserved by experiment X" in waits[0].message

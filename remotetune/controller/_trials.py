@@ -183,6 +183,8 @@ class TrialFlow:
         book = self._book
         book.launching.discard(r.trial_id)
         self.backend_of[r.host].release(r.trial_id)
+        if book[r.trial_id].status is not S.RUNNING:  # stopped meanwhile: nothing to run
+            return
         book.update(r.trial_id, status=S.WAITING, host=None, gpus=())
         book.requeue_front(r.trial_id)
         if r.message:
