@@ -225,3 +225,29 @@ def test_a_refused_launch_waits_first_in_line_and_runs_later(tmp_path: Path) -> 
     waits = [e for e in events if "waits" in e.message]
     assert len(waits) == 2 and all(e.trial_id == trials[0].id for e in waits)
     assert "GPU 0 reserved by experiment X" in waits[0].message
+
+
+@pytest.mark.parametrize("name", ["Hyperband", "BOHB"])
+def test_brackets_restore_with_canceled_trials_rerun_later(name: str) -> None:
+    """A canceled trial's re-run (same parameter id, created at resume) takes the bracket slot
+    its first attempt had, so the brackets rebuild as they were."""
+    import dataclasses
+
+    from remotetune.tuners import create_tuner
+    from tests.test_multifidelity import SPACE, drive
+
+    args = {"R": 9, "eta": 3} if name == "Hyperband" else {"max_budget": 9, "eta": 3}
+    original = create_tuner(name, args, SPACE, seed=5)
+    _, history = drive(original, 11, concurrency=3)
+    running = [r for r in history if r.status is TrialStatus.RUNNING]
+    assert running
+    later = max(r.created_at or 0 for r in history) + 100
+    resumed_history = [dataclasses.replace(r, status=TrialStatus.USER_CANCELED)
+                       if r in running else r for r in history]
+    resumed_history += [dataclasses.replace(r, id=r.id + "-rerun", status=TrialStatus.WAITING,
+                                            attempt=r.attempt + 1, retry_of=r.id,
+                                            sequence=r.sequence + 1000, created_at=later + i)
+                        for i, r in enumerate(running)]
+    resumed = create_tuner(name, args, SPACE, seed=99)
+    resumed.restore(resumed_history)
+    assert resumed.brackets == original.brackets
