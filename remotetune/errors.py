@@ -131,9 +131,12 @@ class AgentError(TransportError):
 
     reason = "agent"
 
-    def __init__(self, host: str, op: str, message: str, kind: str) -> None:
+    def __init__(self, host: str, op: str, message: str, kind: str,
+                 details: dict | None = None) -> None:
         self.op = op
         self.kind = kind
+        self.details = details or {}  # what the agent added (GpuReserved: gpu, holders)
+        self.detail = message  # the agent's own words
         super().__init__(host, f"{op} failed on the host: {message}")
 
 

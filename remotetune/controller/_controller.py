@@ -24,7 +24,12 @@ from remotetune.controller._clock import Clock, SystemClock
 from remotetune.controller._manifest import load_or_freeze
 from remotetune.controller._requests import LimitFlow
 from remotetune.controller._trials import TrialFlow
-from remotetune.errors import PlacementImpossible, RemotetuneError, TransportError
+from remotetune.errors import (
+    ConfigError,
+    PlacementImpossible,
+    RemotetuneError,
+    TransportError,
+)
 from remotetune.model import (
     EventKind,
     EventLevel,
@@ -129,6 +134,12 @@ class Controller(TrialFlow, LimitFlow):
         self.inbox.put(Envelope(None))
 
     def create(self, machines_public: Sequence[dict[str, Any]] = ()) -> ExperimentRecord:
+        """Record a new experiment. Its code is checked first (symlinks out of the trial code
+        directory are refused unless ``followSymlinks``), so a refusal writes nothing."""
+        from remotetune.symlinks import check_symlinks  # imports sync: only when needed
+
+        check_symlinks(self.config.trial_code_directory, follow=self.config.follow_symlinks,
+                       file=self.config.file)
         now = self.clock.now()
         record = ExperimentRecord(
             id=self.store.new_experiment_id(),
@@ -195,7 +206,8 @@ class Controller(TrialFlow, LimitFlow):
             backend.open(spec, self.inbox.put)
         self.tuner = self._make_tuner()
         if existing:
-            self.tuner.restore(existing)
+            self._rerun_canceled()
+            self.tuner.restore(list(book.history()))
             self._event(EventKind.EXPERIMENT, f"resumed with {len(existing)} trials in the store")
         if self.experiment.status is not ExperimentStatus.RUNNING:
             self._save_experiment(status=ExperimentStatus.RUNNING, ended_at=None, message=None)
@@ -203,6 +215,21 @@ class Controller(TrialFlow, LimitFlow):
         self._open_requests(self.options.home)
         self._await_connections()
         self._fail_fast(bool(existing))
+
+    def _rerun_canceled(self) -> None:
+        """Trials canceled when the experiment was stopped did not use up maxTrialNumber:
+        their parameters run again (one new attempt each, queued first), within the limit."""
+        book = self._book
+        limit = self.config.max_trial_number
+        rerun = 0
+        for trial in book.canceled_to_rerun():
+            if limit is not None and book.counted() >= limit:
+                break
+            self._new_trial(self.clock.now(), retry_of=trial)
+            rerun += 1
+        if rerun:
+            self._event(EventKind.EXPERIMENT, f"re-running {rerun} trial(s) canceled when "
+                        "the experiment was stopped")
 
     def _make_tuner(self) -> Any:
         class_args = dict(self.config.tuner.class_args)
@@ -226,6 +253,10 @@ class Controller(TrialFlow, LimitFlow):
             self._handle(item)
 
     def _fail_fast(self, resumed: bool) -> None:
+        misfit = [pair for b in self.backends for pair in b.misconfigured()]
+        if misfit and not resumed:  # a resumed one goes on with the hosts that fit
+            raise ConfigError("; ".join(f"{host}: {why}" for host, why in misfit),
+                              hint="`remotetune check` shows each host's GPUs")
         broken = [pair for b in self.backends for pair in b.unusable()]
         if broken and len(broken) == len(self.backend_of) and not resumed:
             lines = "\n".join(  # a transport error's message already names its host

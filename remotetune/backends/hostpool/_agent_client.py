@@ -67,7 +67,9 @@ class AgentClient:
                 if answer.get("id") == request["id"]:
                     break
         if not answer.get("ok"):
-            raise AgentError(self.host, op, str(answer.get("error")), str(answer.get("kind")))
+            details = answer.get("details")
+            raise AgentError(self.host, op, str(answer.get("error")), str(answer.get("kind")),
+                             details if isinstance(details, dict) else None)
         return answer
 
     def close(self) -> None:
