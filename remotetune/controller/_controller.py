@@ -19,6 +19,7 @@ from typing import Any
 
 from remotetune.backends import Backend, Envelope, OpenSpec, ReportKind
 from remotetune.config import ExperimentConfig
+from remotetune.controller._assess import AssessDone, AssessFlow
 from remotetune.controller._book import TrialBook
 from remotetune.controller._clock import Clock, SystemClock
 from remotetune.controller._manifest import load_or_freeze
@@ -77,7 +78,7 @@ def default_backends(config: ExperimentConfig, hosts: Sequence[HostSpec],
         local_workdir=str(options.home / "host"))]
 
 
-class Controller(TrialFlow):
+class Controller(AssessFlow, TrialFlow):
     def __init__(
         self,
         config: ExperimentConfig,
@@ -111,6 +112,7 @@ class Controller(TrialFlow):
         self.waiting_reason: str | None = None
         self.stop_mode: StopMode | None = None
         self.tuner_exhausted = False
+        self.tuner_waiting = False
         self.tuner: Any = None  # built in _start (its imports take a while)
         self._host_states: dict[str, HostState] = {}
         self._lock = threading.Lock()  # guards what the view thread reads
@@ -161,6 +163,7 @@ class Controller(TrialFlow):
             self._finish(ExperimentStatus.FAILED, f"controller error: {exc!r}")
             raise
         finally:
+            self._assess_close()
             for backend in self.backends:
                 backend.close()
         assert self.experiment is not None
@@ -193,8 +196,9 @@ class Controller(TrialFlow):
         for backend in self.backends:
             backend.open(spec, self.inbox.put)
         self.tuner = self._make_tuner()
+        history = self._assess_start(existing)
         if existing:
-            self.tuner.restore(existing)
+            self.tuner.restore(history)
             self._event(EventKind.EXPERIMENT, f"resumed with {len(existing)} trials in the store")
         if self.experiment.status is not ExperimentStatus.RUNNING:
             self._save_experiment(status=ExperimentStatus.RUNNING, ended_at=None, message=None)
@@ -265,7 +269,9 @@ class Controller(TrialFlow):
 
     def _handle(self, item: Envelope) -> None:
         if item.backend is None:
-            return  # a wake-up
+            if isinstance(item.payload, AssessDone):
+                self._on_assessed(item.payload)
+            return  # else a wake-up
         backend = self._by_name[item.backend]
         for report in backend.handle(item.payload, self.clock.now()):
             self._dispatch(report)
@@ -289,7 +295,7 @@ class Controller(TrialFlow):
         return ", ".join(f"{n} {s.lower()}" for s, n in sorted(counts.items())) or "no trials"
 
     def _may_launch(self, now: float) -> bool:
-        if self.tuner_exhausted or self.stop_mode is not None:
+        if self.tuner_exhausted or self.tuner_waiting or self.stop_mode is not None:
             return False
         limit = self.config.max_trial_number
         if limit is not None and self._book.counted() >= limit:
