@@ -8,16 +8,20 @@ controller killed with SIGKILL and resumed keeps the assessor's decision.
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import signal
+import time
 from pathlib import Path
 from typing import Any
 
 import pytest
+from rich.console import Console
 from sshd import SshServer
 
 from remotetune.model import TrialRecord, TrialStatus
+from remotetune.view import Snapshot, render
 from tests.test_run_ssh import (
     _remove_workdirs,  # noqa: F401 - autouse: removes the host workdirs
     host_entry,
@@ -152,6 +156,35 @@ def test_an_early_stopped_trial_is_killed_on_its_host_and_the_tuner_learns_it(
     seen = observed(log)
     assert (stopped.parameter_id, stopped.latest_intermediate, "EARLY_STOPPED") in seen
     assert sorted(pid for pid, _, _ in seen) == list(range(len(XS)))
+    check_visible(tmp_path, exp_id, stopped)
+
+
+def check_visible(tmp_path: Path, exp_id: str, stopped: TrialRecord) -> None:
+    """``trials --json``, ``trials``, ``show`` and the live view say it was stopped, where
+    and why."""
+    result = run_cli(tmp_path, "trials", exp_id, "--json")
+    assert result.returncode == 0, result.stderr
+    (row,) = [r for r in json.loads(result.stdout) if r["id"] == stopped.id]
+    assert row["status"] == "EARLY_STOPPED" and row["message"] == stopped.message
+    assert row["early_stopped"] == {"step": stopped.intermediate_count,
+                                    "reason": stopped.message}
+    assert sum(r["early_stopped"] is not None for r in json.loads(result.stdout)) == 1
+    result = run_cli(tmp_path, "trials", exp_id, env={"COLUMNS": "250"})
+    line = next(t for t in result.stdout.splitlines() if stopped.id in t)
+    assert "EARLY_STOPPED" in line and "stopped by Medianstop" in line, result.stdout
+    result = run_cli(tmp_path, "show", exp_id, stopped.id, env={"COLUMNS": "250"})
+    assert result.returncode == 0, result.stderr
+    assert f"after step {stopped.intermediate_count}: stopped by Medianstop" in result.stdout
+    with open_store(tmp_path) as store:
+        snap = Snapshot(store.experiment(exp_id), tuple(store.trials(exp_id)), (),
+                        tuple(store.events(exp_id)), now=time.time())
+    console = Console(file=io.StringIO(), width=200, force_terminal=False, color_system=None)
+    console.print(render(snap))
+    out = console.file.getvalue()  # type: ignore[attr-defined]
+    assert "1 early-stopped" in out, out
+    (row_line,) = [t for t in out.splitlines() if stopped.id in t and "EARLY_STOPPED" in t]
+    assert f"stop@{stopped.intermediate_count}" in row_line
+    assert f"{stopped.id} {stopped.message}"[:60] in out  # the event, with its reason
 
 
 def test_resume_after_sigkill_keeps_the_assessors_decisions(
