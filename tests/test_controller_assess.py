@@ -153,3 +153,39 @@ def test_a_slow_assessor_never_blocks_the_loop(tmp_path: Path) -> None:
     assert elapsed < 20
     assert [t.status for t in trials] == [S.SUCCEEDED] * 6
     assert rig.backend.kills == []
+
+
+ENDS = '''
+from remotetune.assessors import Assessor, Verdict
+
+class Ends(Assessor):
+    def __init__(self, optimize_mode="maximize", *, log=""):
+        super().__init__(optimize_mode)
+        self.log = log
+
+    def assess(self, trial, others):
+        return Verdict.keep()
+
+    def trial_end(self, trial):
+        with open(self.log, "a") as f:
+            f.write(f"{trial.trial_id} {trial.status.value} {len(trial.points)}\\n")
+'''
+
+
+def test_the_assessor_hears_of_each_end_with_the_whole_curve(tmp_path: Path) -> None:
+    code = tmp_path / "assessors"
+    code.mkdir()
+    (code / "endsassess.py").write_text(ENDS)
+    log = tmp_path / "ends.txt"
+    rig = Rig(tmp_path, {"a": 2}, lambda t: FakeRun(5.0, intermediate=GOOD),
+              trialConcurrency=2, maxTrialNumber=4,
+              assessor={"className": "endsassess.Ends", "codeDirectory": str(code),
+                        "classArgs": {"log": str(log)}})
+    rig.backend.poll_interval = 3.0  # a poll mid-run, then one with the rest and the exit
+    _, trials = run(rig)
+    wait_for_lines = time.monotonic() + 10
+    while time.monotonic() < wait_for_lines and (
+            not log.exists() or len(log.read_text().splitlines()) < 4):
+        time.sleep(0.01)
+    assert sorted(log.read_text().splitlines()) == sorted(
+        f"{t.id} SUCCEEDED {len(GOOD)}" for t in trials)

@@ -176,9 +176,7 @@ class AssessFlow:
     def _tuner_value(self, trial: TrialRecord) -> float | None:
         """What the tuner learns from ``trial`` (``value_for_tuner``); tells the assessor
         that the trial ended."""
-        old = getattr(self, "_views", {}).get(trial.id)
-        points = old.points if old is not None else _points(self._book_.curve(trial.id))
-        view = _view(trial, points)
+        view = _view(trial, _points(self._book_.curve(trial.id)))  # this poll's lines included
         worker = getattr(self, "_assessor", None)
         if worker is not None:
             self._views[trial.id] = view
