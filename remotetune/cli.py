@@ -23,6 +23,7 @@ from rich.console import Console
 
 from remotetune import __version__
 from remotetune.cli_commands import cmd_check, cmd_export, cmd_import_nni
+from remotetune.cli_report import add_report_parsers
 from remotetune.cli_support import (
     all_failed,
     error_text,
@@ -32,6 +33,7 @@ from remotetune.cli_support import (
     print_json,
     trial_json,
 )
+from remotetune.cli_update import add_limit_flags, add_update_parser, resume_config
 from remotetune.errors import ConfigError, RemotetuneError, StoreError
 from remotetune.lock import ExperimentLock
 from remotetune.model import ExperimentStatus, HostSpec, TrialRecord
@@ -79,7 +81,7 @@ def _machines(args: argparse.Namespace, config: Any) -> tuple[HostSpec, ...]:
         return cfg.load_machines(args.machines)
     if config.machines:
         return tuple(config.machines)
-    return (cfg.local_machine(config.trial_concurrency),)
+    return (cfg.local_machine(None),)
 
 
 def _run_controller(controller: Any, args: argparse.Namespace, console: Console) -> int:
@@ -238,13 +240,14 @@ def _resume(args: argparse.Namespace, store: Any, exp: Any) -> int:
     config = cfg.parse_experiment(exp.config, file=exp.config_file,
                                   base_dir=Path(exp.config_file).parent if exp.config_file
                                   else None)
+    config = resume_config(args, config, exp)  # --max-trials, --max-duration
     if args.machines:
         hosts = cfg.load_machines(args.machines)
     elif exp.machines:
         hosts = cfg.parse_machines({"machines": [dict(m) for m in exp.machines]},
                                   file=f"(machines of experiment {exp.id})")
     else:
-        hosts = (cfg.local_machine(config.trial_concurrency),)
+        hosts = (cfg.local_machine(None),)
     hosts = hide_secrets(hosts)
     console = make_console()
     plain = args.plain or not console.is_terminal
@@ -369,38 +372,6 @@ def cmd_view(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def cmd_report(args: argparse.Namespace) -> int:
-    from remotetune.report import ReportServer, ServeOptions, render_report
-
-    store = _store(readonly=True)  # reads only: never migrates or writes the store
-    if args.command == "report":
-        exp = store.experiment(args.experiment)
-        page = render_report(store, exp.id)
-        out = args.output or f"report-{exp.id}.html"
-        try:
-            Path(out).write_text(page, encoding="utf-8")
-        except OSError as exc:
-            raise ConfigError(f"cannot write the report: {exc.strerror or exc}",
-                              file=out) from exc
-        print(f"wrote {out} ({len(page.encode()) / 1e6:.1f} MB): open it in a browser",
-              file=sys.stderr)
-        return EXIT_OK
-    if args.experiment is not None:
-        store.experiment(args.experiment)  # fail early on an unknown id
-    options = ServeOptions(host=args.host, port=args.port, experiment_id=args.experiment,
-                           token=os.environ.get("REMOTETUNE_SERVE_TOKEN") or None,
-                           require_token=args.token, refresh_ms=int(args.refresh * 1000))
-    server = ReportServer(store, options)
-    print(f"serving {server.url} (read-only; Ctrl-C stops)", flush=True)
-    try:
-        server.serve_forever()
-    except KeyboardInterrupt:
-        pass
-    finally:
-        server.server_close()
-    return EXIT_OK
-
-
 # ---------------------------------------------------------------------------- parser
 
 
@@ -430,9 +401,10 @@ def build_parser() -> argparse.ArgumentParser:
     runner_flags(p)
     p.set_defaults(func=cmd_run)
 
-    p = sub.add_parser("resume", help="resume a stopped or crashed experiment")
+    p = sub.add_parser("resume", help="resume a stopped, crashed or finished experiment")
     p.add_argument("experiment", metavar="EXP")
     runner_flags(p)
+    add_limit_flags(p, concurrency=False)
     p.set_defaults(func=cmd_resume)
 
     p = sub.add_parser("check", help="check that every host can run trials")
@@ -441,6 +413,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_check)
 
+    add_update_parser(sub)
     _add_reader_commands(sub)
     return parser
 
@@ -477,22 +450,7 @@ def _add_reader_commands(sub: Any) -> None:
                         "gets a leading ' so spreadsheets do not run it as a formula)")
     p.set_defaults(func=cmd_export)
 
-    p = sub.add_parser("report", help="write a self-contained HTML report of an experiment")
-    p.add_argument("experiment", metavar="EXP")
-    p.add_argument("-o", "--output", metavar="FILE", help="default: report-EXP.html")
-    p.set_defaults(func=cmd_report)
-
-    p = sub.add_parser("serve", help="serve the report live over HTTP (read-only)")
-    p.add_argument("experiment", nargs="?", metavar="EXP", help="default: list experiments")
-    p.add_argument("--host", default="127.0.0.1",
-                   help="address to bind (default 127.0.0.1; any other needs a token, which "
-                        "is generated and printed)")
-    p.add_argument("--port", type=int, default=8080, help="default 8080; 0: any free port")
-    p.add_argument("--token", action="store_true",
-                   help="require a token on loopback too (generated; $REMOTETUNE_SERVE_TOKEN, "
-                        "when set, is always required)")
-    p.add_argument("--refresh", type=float, default=2.0, help="page refresh in seconds")
-    p.set_defaults(func=cmd_report)
+    add_report_parsers(sub)
 
     p = sub.add_parser("import-nni", help="import an NNI experiment database (nni.sqlite)")
     p.add_argument("path", metavar="PATH")

@@ -23,6 +23,7 @@ from remotetune.controller._assess import AssessDone, AssessFlow
 from remotetune.controller._book import TrialBook
 from remotetune.controller._clock import Clock, SystemClock
 from remotetune.controller._manifest import load_or_freeze
+from remotetune.controller._requests import LimitFlow
 from remotetune.controller._trials import TrialFlow
 from remotetune.errors import PlacementImpossible, RemotetuneError, TransportError
 from remotetune.model import (
@@ -78,7 +79,7 @@ def default_backends(config: ExperimentConfig, hosts: Sequence[HostSpec],
         local_workdir=str(options.home / "host"))]
 
 
-class Controller(AssessFlow, TrialFlow):
+class Controller(AssessFlow, TrialFlow, LimitFlow):
     def __init__(
         self,
         config: ExperimentConfig,
@@ -202,6 +203,8 @@ class Controller(AssessFlow, TrialFlow):
             self._event(EventKind.EXPERIMENT, f"resumed with {len(existing)} trials in the store")
         if self.experiment.status is not ExperimentStatus.RUNNING:
             self._save_experiment(status=ExperimentStatus.RUNNING, ended_at=None, message=None)
+        self._adopt_limits()
+        self._open_requests(self.options.home)
         self._await_connections()
         self._fail_fast(bool(existing))
 
@@ -244,12 +247,13 @@ class Controller(AssessFlow, TrialFlow):
     # ------------------------------------------------------------------ loop
 
     def _loop(self) -> None:
-        poll_interval = self.config.poll_interval
+        wait = min(self.config.poll_interval, 0.5)  # change requests are looked at every 0.5 s
         while True:
             now = self.clock.now()
             if self.stop_mode is not None:
                 self._stop(self.stop_mode)
                 return
+            self._take_requests(now)
             self._check_lost_hosts(now)
             self._check_budgets(now)
             self._fill(now)
@@ -257,7 +261,7 @@ class Controller(AssessFlow, TrialFlow):
             if self._done():
                 self._finish(ExperimentStatus.DONE, self._done_message())
                 return
-            item = self.clock.wait(self.inbox, poll_interval)
+            item = self.clock.wait(self.inbox, wait)
             if item is None:
                 continue
             self._handle(item)
