@@ -300,10 +300,11 @@ def cmd_trials(args: argparse.Namespace) -> int:
     if args.json:
         _print_json([trial_json(t) for t in trials])
         return EXIT_OK
-    table = Table("id", "status", "host", "final", "best", "parameters", title=clean(exp.name))
+    table = Table("id", "status", "host", "final", "best", "parameters", "message",
+                  title=clean(exp.name))
     for t in trials:
         table.add_row(t.id, t.status.value, _where(t), _num(t.final), _num(t.best_intermediate),
-                      json.dumps(dict(t.parameters), sort_keys=True))
+                      json.dumps(dict(t.parameters), sort_keys=True), clean(t.message or ""))
     make_console().print(table)
     return EXIT_OK
 

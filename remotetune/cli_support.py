@@ -107,4 +107,7 @@ def trial_json(t: TrialRecord) -> dict[str, Any]:
         "duration": (t.ended_at - t.started_at) if t.ended_at and t.started_at else None,
         "exit_code": t.exit_code,
         "message": t.message,
+        # an early-stopped trial: the step its curve ends at, and why (its message)
+        "early_stopped": ({"step": t.intermediate_count, "reason": t.message}
+                          if t.status is TrialStatus.EARLY_STOPPED else None),
     }

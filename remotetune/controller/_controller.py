@@ -19,6 +19,7 @@ from typing import Any
 
 from remotetune.backends import Backend, Envelope, OpenSpec, ReportKind
 from remotetune.config import ExperimentConfig
+from remotetune.controller._assess import AssessDone, AssessFlow
 from remotetune.controller._book import TrialBook
 from remotetune.controller._clock import Clock, SystemClock
 from remotetune.controller._manifest import load_or_freeze
@@ -83,7 +84,7 @@ def default_backends(config: ExperimentConfig, hosts: Sequence[HostSpec],
         local_workdir=str(options.home / "host"))]
 
 
-class Controller(TrialFlow, LimitFlow):
+class Controller(AssessFlow, TrialFlow, LimitFlow):
     def __init__(
         self,
         config: ExperimentConfig,
@@ -117,6 +118,7 @@ class Controller(TrialFlow, LimitFlow):
         self.waiting_reason: str | None = None
         self.stop_mode: StopMode | None = None
         self.tuner_exhausted = False
+        self.tuner_waiting = False
         self.tuner: Any = None  # built in _start (its imports take a while)
         self._host_states: dict[str, HostState] = {}
         self._lock = threading.Lock()  # guards what the view thread reads
@@ -173,6 +175,7 @@ class Controller(TrialFlow, LimitFlow):
             self._finish(ExperimentStatus.FAILED, f"controller error: {exc!r}")
             raise
         finally:
+            self._assess_close()
             for backend in self.backends:
                 backend.close()
         assert self.experiment is not None
@@ -205,9 +208,11 @@ class Controller(TrialFlow, LimitFlow):
         for backend in self.backends:
             backend.open(spec, self.inbox.put)
         self.tuner = self._make_tuner()
+        history = self._assess_start(existing)
         if existing:
             self._rerun_canceled()
-            self.tuner.restore(list(book.history()))
+            told = {r.id: r for r in history}  # early-stopped ones carry the tuner's value
+            self.tuner.restore([told.get(t.id, t) for t in book.history()])
             self._event(EventKind.EXPERIMENT, f"resumed with {len(existing)} trials in the store")
         if self.experiment.status is not ExperimentStatus.RUNNING:
             self._save_experiment(status=ExperimentStatus.RUNNING, ended_at=None, message=None)
@@ -300,7 +305,9 @@ class Controller(TrialFlow, LimitFlow):
 
     def _handle(self, item: Envelope) -> None:
         if item.backend is None:
-            return  # a wake-up
+            if isinstance(item.payload, AssessDone):
+                self._on_assessed(item.payload)
+            return  # else a wake-up
         backend = self._by_name[item.backend]
         for report in backend.handle(item.payload, self.clock.now()):
             self._dispatch(report)
@@ -324,7 +331,7 @@ class Controller(TrialFlow, LimitFlow):
         return ", ".join(f"{n} {s.lower()}" for s, n in sorted(counts.items())) or "no trials"
 
     def _may_launch(self, now: float) -> bool:
-        if self.tuner_exhausted or self.stop_mode is not None:
+        if self.tuner_exhausted or self.tuner_waiting or self.stop_mode is not None:
             return False
         limit = self.config.max_trial_number
         if limit is not None and self._book.counted() >= limit:

@@ -39,7 +39,11 @@ class TrialFlow:
     backend_of: dict[str, Backend]
     waiting_reason: str | None
     tuner_exhausted: bool
+    tuner_waiting: bool  # the tuner has nothing now: ask again after the next observe
     tuner: Any
+    _assess_reported: Callable[[list[str]], None]
+    _tuner_value: Callable[[TrialRecord], float | None]
+    _tuner_not_now: Callable[[], bool]
     _event: Callable[..., None]
     _may_launch: Callable[[float], bool]
     _out_of_time: Callable[[float], bool]
@@ -79,6 +83,8 @@ class TrialFlow:
         if retry_of is None:
             params = self._suggest()
             if params is None:
+                if self._tuner_not_now():
+                    return False
                 self.tuner_exhausted = True
                 self._event(EventKind.EXPERIMENT, "the tuner has no more configurations to try")
                 return False
@@ -193,18 +199,23 @@ class TrialFlow:
 
     def _on_polled(self, r: Report) -> None:
         book = self._book
+        grown = []
         for poll in r.polls:
             trial = book.get(poll.trial_id)
             if trial is None or trial.status is not S.RUNNING:
                 continue
             if poll.offset != book.offsets.get(poll.trial_id, 0) or poll.lines:
+                before = trial.intermediate_count
                 for bad in book.ingest(trial.id, poll.lines, poll.offset, self.clock.now()):
                     shown = "" if bad.line.startswith(SKIPPED_LINE_MARKER) else (
                         f": {bad.line[:120]!r}")
                     self._event(EventKind.TRIAL, f"trial {trial.id} wrote a metric line "
                                 f"remotetune cannot read ({bad.error}){shown}",
                                 trial_id=trial.id, host=trial.host, level=EventLevel.WARNING)
+                if book[trial.id].intermediate_count > before:
+                    grown.append(trial.id)
             self._on_state(r.host, book[poll.trial_id], poll)
+        self._assess_reported(grown)
 
     def _on_state(self, host: str, trial: TrialRecord, poll: TrialPoll) -> None:
         book = self._book
@@ -285,8 +296,10 @@ class TrialFlow:
         self._save_host_state(backend.host_state(self.experiment_id, r.host, self.clock.now()))
 
     def _observe(self, trial: TrialRecord) -> None:
+        self.tuner_waiting = False
+        value = self._tuner_value(trial)  # NNI's rule for an early-stopped trial
         try:
-            self.tuner.observe(trial.parameter_id, trial.parameters, trial.final, trial.status)
+            self.tuner.observe(trial.parameter_id, trial.parameters, value, trial.status)
         except Exception as exc:  # noqa: BLE001
             self._event(EventKind.EXPERIMENT, f"tuner failed to observe trial {trial.id}: "
                         f"{exc!r}", level=EventLevel.WARNING)

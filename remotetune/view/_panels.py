@@ -62,6 +62,7 @@ def header(snap: Snapshot) -> RenderableType:
     for status, label in (
         (TrialStatus.RUNNING, "running"),
         (TrialStatus.WAITING, "waiting"),
+        (TrialStatus.EARLY_STOPPED, "early-stopped"),
         (TrialStatus.FAILED, "failed"),
         (TrialStatus.LOST, "lost"),
     ):

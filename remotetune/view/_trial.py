@@ -12,7 +12,13 @@ from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
 
-from remotetune.model import ExperimentRecord, MetricKind, MetricPoint, TrialRecord
+from remotetune.model import (
+    ExperimentRecord,
+    MetricKind,
+    MetricPoint,
+    TrialRecord,
+    TrialStatus,
+)
 from remotetune.view._format import (
     STATUS_STYLE,
     fmt_duration,
@@ -99,6 +105,9 @@ def _metrics(
             f"{len(curve)} reports, first {fmt_metric(curve[0])}, latest {fmt_metric(curve[-1])}, "
             f"best {fmt_metric(best)} ({mode.value})",
         )
+        if trial.status is TrialStatus.EARLY_STOPPED:  # the curve ends where it was stopped
+            grid.add_row("stopped", Text(f"after step {len(curve)}: {trial.message or ''}",
+                                         style=STATUS_STYLE[TrialStatus.EARLY_STOPPED]))
     else:
         grid.add_row("intermediate", Text("none reported", style="dim"))
     grid.add_row("final", Text(fmt_metric(final), style="bold" if final is not None else "dim"))

@@ -5,7 +5,7 @@ from __future__ import annotations
 from rich.console import Group, RenderableType
 from rich.text import Text
 
-from remotetune.model import TrialRecord
+from remotetune.model import TrialRecord, TrialStatus
 from remotetune.view._format import (
     STATUS_STYLE,
     fmt_duration,
@@ -39,9 +39,16 @@ def _row(trial: TrialRecord, now: float) -> list[Cell]:
         Cell(params_text(trial.parameters)),
         Cell(fmt_metric(trial.latest_intermediate)),
         Cell(fmt_metric(trial.best_intermediate)),
-        Cell(fmt_metric(trial.final), "bold" if trial.final is not None else "dim"),
+        _final(trial),
         Cell(fmt_duration(trial_duration(trial, now))),
     ]
+
+
+def _final(trial: TrialRecord) -> Cell:
+    if trial.final is None and trial.status is TrialStatus.EARLY_STOPPED:
+        # no final: it was stopped after its last report (the reason is in the events)
+        return Cell(f"stop@{trial.intermediate_count}", STATUS_STYLE[TrialStatus.EARLY_STOPPED])
+    return Cell(fmt_metric(trial.final), "bold" if trial.final is not None else "dim")
 
 
 def trials_table(snap: Snapshot, limit: int) -> RenderableType:
