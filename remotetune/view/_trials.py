@@ -5,13 +5,14 @@ from __future__ import annotations
 from rich.console import Group, RenderableType
 from rich.text import Text
 
-from remotetune.model import TrialRecord
+from remotetune.model import TrialRecord, TrialStatus
 from remotetune.view._format import (
     STATUS_STYLE,
     fmt_duration,
     fmt_metric,
     params_text,
     placement,
+    queued,
     trial_duration,
 )
 from remotetune.view._grid import Cell, Column, Grid
@@ -35,7 +36,8 @@ def _row(trial: TrialRecord, now: float) -> list[Cell]:
     return [
         Cell(trial.id, "bold"),
         Cell(placement(trial)),
-        Cell(trial.status.value, STATUS_STYLE.get(trial.status, "")),
+        Cell("WAITING", STATUS_STYLE[TrialStatus.WAITING]) if queued(trial)
+        else Cell(trial.status.value, STATUS_STYLE.get(trial.status, "")),
         Cell(params_text(trial.parameters)),
         Cell(fmt_metric(trial.latest_intermediate)),
         Cell(fmt_metric(trial.best_intermediate)),
