@@ -182,7 +182,7 @@ def test_failing_job_time_limit_and_pending_reason(slurm: SlurmCluster, tmp_path
                          and (t.message or "").startswith("queued in Slurm (")
                          for t in trials_now(tmp_path)), timeout=60)
     out, err = proc.communicate(timeout=300)
-    assert proc.returncode == 0, err + out
+    assert proc.returncode == 1 and "all 2 trials failed" in err, err + out
     exp_id, trials = the_experiment(tmp_path)
     by_case = {dict(t.parameters)["case"]: t for t in trials}
     fail, timeout = by_case["fail"], by_case["timeout"]
