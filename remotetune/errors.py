@@ -81,6 +81,12 @@ class ExperimentBusy(StoreError):
     exit_code = 2
 
 
+class ExperimentNotRunning(StoreError):
+    """No controller runs the experiment, so nothing could apply a change to it."""
+
+    exit_code = 2
+
+
 class TransportError(RemotetuneError):
     """Reaching a host failed. ``host`` names the machine; ``reason`` is a short category."""
 

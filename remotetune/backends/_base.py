@@ -235,3 +235,7 @@ class Backend(abc.ABC):
     @abc.abstractmethod
     def close(self) -> None:
         """Stop the backend's threads and connections (trials keep running)."""
+
+    def set_concurrency(self, concurrency: int) -> None:  # noqa: B027 (optional hook)
+        """``trialConcurrency`` changed (``remotetune update``): a backend whose default
+        capacity follows it adjusts. Nothing by default."""

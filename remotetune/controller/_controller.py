@@ -22,6 +22,7 @@ from remotetune.config import ExperimentConfig
 from remotetune.controller._book import TrialBook
 from remotetune.controller._clock import Clock, SystemClock
 from remotetune.controller._manifest import load_or_freeze
+from remotetune.controller._requests import LimitFlow
 from remotetune.controller._trials import TrialFlow
 from remotetune.errors import PlacementImpossible, RemotetuneError, TransportError
 from remotetune.model import (
@@ -90,7 +91,7 @@ def default_backends(config: ExperimentConfig, hosts: Sequence[HostSpec],
     return backends
 
 
-class Controller(TrialFlow):
+class Controller(TrialFlow, LimitFlow):
     def __init__(
         self,
         config: ExperimentConfig,
@@ -211,6 +212,8 @@ class Controller(TrialFlow):
             self._event(EventKind.EXPERIMENT, f"resumed with {len(existing)} trials in the store")
         if self.experiment.status is not ExperimentStatus.RUNNING:
             self._save_experiment(status=ExperimentStatus.RUNNING, ended_at=None, message=None)
+        self._adopt_limits()
+        self._open_requests(self.options.home)
         self._await_connections()
         self._fail_fast(bool(existing))
 
@@ -253,12 +256,13 @@ class Controller(TrialFlow):
     # ------------------------------------------------------------------ loop
 
     def _loop(self) -> None:
-        poll_interval = self.config.poll_interval
+        wait = min(self.config.poll_interval, 0.5)  # change requests are looked at every 0.5 s
         while True:
             now = self.clock.now()
             if self.stop_mode is not None:
                 self._stop(self.stop_mode)
                 return
+            self._take_requests(now)
             self._check_lost_hosts(now)
             self._check_budgets(now)
             self._fill(now)
@@ -266,7 +270,7 @@ class Controller(TrialFlow):
             if self._done():
                 self._finish(ExperimentStatus.DONE, self._done_message())
                 return
-            item = self.clock.wait(self.inbox, poll_interval)
+            item = self.clock.wait(self.inbox, wait)
             if item is None:
                 continue
             self._handle(item)

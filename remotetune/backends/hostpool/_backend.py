@@ -336,6 +336,10 @@ class HostPoolBackend(Backend):
 
     # ------------------------------------------------------------------ host states
 
+    def set_concurrency(self, concurrency: int) -> None:
+        self._default_slots = concurrency
+        self.slots.set_default_slots(concurrency)
+
     def host_state(self, experiment_id: str, host: str, now: float) -> HostState:
         worker = self.workers[host]
         self._state_at[host] = now

@@ -213,6 +213,12 @@ class SlotTable:
     def _gpu_mode(self) -> bool:
         return bool(self._gpu_number)
 
+    def set_default_slots(self, slots: int) -> None:
+        """The capacity of a host without ``slots:`` (``trialConcurrency``) changed."""
+        if slots < 0:
+            raise ValueError(f"default_slots must be >= 0, got {slots}")
+        self._default_slots = slots
+
     def _slots(self, state: _Host) -> int:
         spec_slots = state.spec.slots
         return self._default_slots if spec_slots is None else spec_slots
