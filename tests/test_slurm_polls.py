@@ -7,6 +7,7 @@ from typing import Any
 from remotetune.backends import RunState, TrialHandle
 from remotetune.backends.slurm import JobEntry, JobPollResult, job_status
 from remotetune.backends.slurm._polls import max_gpus, trial_poll
+from remotetune.model import Placement
 
 HANDLE = TrialHandle("t1", "hpc", 42)
 PID = {"started": 100.0, "job_id": "42", "hostname": "node1"}
@@ -67,3 +68,41 @@ def test_max_gpus_from_sinfo() -> None:
     assert max_gpus("gpu:a100:2,gpu:v100:4\n") == 4
     assert max_gpus("(null)\n") == 0
     assert max_gpus("") is None
+
+
+def test_job_slots_follow_max_jobs_and_gpu_limits(tmp_path: Any) -> None:
+    from remotetune.backends import OpenSpec
+    from remotetune.backends.hostpool._workers import HostStatus
+    from remotetune.backends.slurm import SlurmBackend
+    from remotetune.model import HostSpec, SlurmSpec
+
+    class NoSession:  # never connects: the test sets the clusters READY itself
+        def __init__(self, spec: HostSpec) -> None:
+            self.name = spec.name
+
+        def open(self) -> None:
+            raise OSError("not in this test")
+
+        def close(self) -> None:
+            pass
+
+    hosts = [HostSpec("a", slurm=SlurmSpec(max_jobs=1)), HostSpec("b", slurm=SlurmSpec()),
+             HostSpec("plain")]
+    backend = SlurmBackend(hosts, trial_gpu_number=2, default_max_jobs=2, poll_interval=0.1,
+                           session_factory=NoSession)
+    assert backend.hosts() == ("a", "b")
+    backend.open(OpenSpec("e", None, tmp_path), lambda item: None)
+    for cluster in backend.clusters.values():
+        cluster.worker.status, cluster.max_gpus = HostStatus.READY, 4
+    placed = [backend.place(t).placement for t in ("t1", "t2", "t3", "t4")]
+    assert [p.host if p else None for p in placed] == ["a", "b", "b", None]
+    last = backend.place("t5")
+    assert last.ever and "maxJobs reached (2/2" in (last.reason or "")
+    backend.set_concurrency(3)  # b has no maxJobs: it follows trialConcurrency; a keeps 1
+    assert [backend.place(t).placement for t in ("t5", "t6")][1] is None
+    backend.release("t1")
+    assert backend.place("t7").placement == Placement("a")
+    for cluster in backend.clusters.values():
+        cluster.max_gpus = 1
+    assert not backend.place("t8").ever and "no Slurm node" in (backend.impossible() or "")
+    backend.close()

@@ -155,6 +155,13 @@ class SlurmBackend(Backend):
         return tuple((c.worker.name, c.worker.message or "") for c in self.clusters.values()
                      if c.worker.status is not HostStatus.READY)
 
+    def set_concurrency(self, concurrency: int) -> None:
+        """A cluster without `maxJobs` follows trialConcurrency (``remotetune update``)."""
+        self._default_max_jobs = concurrency
+        for cluster in self.clusters.values():
+            if cluster.slurm.max_jobs is None:
+                cluster.max_jobs = concurrency
+
     def close(self) -> None:
         for cluster in self.clusters.values():
             cluster.worker.shutdown(wait=False)
