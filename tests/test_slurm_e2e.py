@@ -229,3 +229,30 @@ def test_sigkill_then_resume_then_ctrl_c_kill_cancels_jobs(
     assert {t.status for t in trials} == {TrialStatus.USER_CANCELED}
     for t in jobs:
         assert job_state(slurm, t.pid or 0) == "CANCELLED"
+
+
+def test_budgets_stop_jobs(slurm: SlurmCluster, tmp_path: Path) -> None:
+    # maxExperimentDuration: the controller cancels the running jobs (scancel, one each).
+    experiment, machines_file = write(tmp_path, [slurm_entry(slurm)], ["timeout", "timeout2"],
+                                      maxExperimentDuration="20s")
+    proc = run(tmp_path, experiment, machines_file)
+    out, err = proc.communicate(timeout=150)
+    _, trials = the_experiment(tmp_path)
+    assert {t.status for t in trials} == {TrialStatus.SYS_CANCELED}, err + out
+    for t in trials:  # scancel sent before the controller ended (then Slurm's KillWait)
+        assert t.pid
+        wait_for(lambda t=t: job_state(slurm, t.pid) == "CANCELLED", timeout=30)
+
+    # maxTrialDuration: the launcher in the job stops the trial (EARLY_STOPPED); the job's
+    # --time is maxTrialDuration + 5 minutes, so Slurm's own limit does not come first.
+    other = tmp_path / "late"
+    experiment, machines_file = write(other, [slurm_entry(slurm)], ["timeout"],
+                                      maxTrialDuration="8s")
+    proc = run(other, experiment, machines_file)
+    out, err = proc.communicate(timeout=150)
+    _, (trial,) = the_experiment(other)
+    assert trial.status is TrialStatus.EARLY_STOPPED, err + out
+    assert trial.message == "ran past maxTrialDuration"
+    assert trial.pid and job_state(slurm, trial.pid) in ("COMPLETED", "FAILED")
+    limit = slurm.exec(f"scontrol --oneliner show job {trial.pid}").stdout
+    assert "TimeLimit=00:06:00" in limit

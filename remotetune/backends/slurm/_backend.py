@@ -65,6 +65,7 @@ class _Cluster:
         self.jobs: set[str] = set()  # trial ids holding a job slot
         self.max_gpus: int | None = None  # the most GPUs a node offers (sinfo), if known
         self.reasons: dict[str, str] = {}  # trial id -> why its job is still queued
+        self.kills_pending = 0  # scancels submitted whose outcome is not handled yet
 
     @property
     def slurm(self) -> SlurmSpec:
@@ -163,8 +164,10 @@ class SlurmBackend(Backend):
                 cluster.max_jobs = concurrency
 
     def close(self) -> None:
+        # A scancel still queued (the controller stopped trials at maxExperimentDuration
+        # and ended) is sent before the session closes: jobs would otherwise run on.
         for cluster in self.clusters.values():
-            cluster.worker.shutdown(wait=False)
+            cluster.worker.shutdown(wait=cluster.kills_pending > 0)
 
     # ------------------------------------------------------------------ placement
 
@@ -239,6 +242,7 @@ class SlurmBackend(Backend):
         if handle.ref is None or cluster is None or cluster.worker.status is not HostStatus.READY:
             return False
         worker = cluster.worker
+        cluster.kills_pending += 1
         worker.submit(Op.KILL, cancel_jobs, worker.session, [str(handle.ref)],
                       token=handle.trial_id)
         return True
@@ -309,6 +313,7 @@ class SlurmBackend(Backend):
             reports.append(Report(ReportKind.TAILS, worker.name, item.token,
                                   message=str(item.error)))
         elif item.op is Op.KILL:
+            cluster.kills_pending -= item.token is not None
             reports.append(Report(ReportKind.KILLED, worker.name, item.token,
                                   message=str(item.error), level=EventLevel.WARNING))
         first = worker.status is not HostStatus.UNREACHABLE
@@ -365,6 +370,7 @@ class SlurmBackend(Backend):
         return [Report(ReportKind.POLLED, worker.name, polls=polls)]
 
     def _on_kill(self, cluster: _Cluster, item: Completion, now: float) -> list[Report]:
+        cluster.kills_pending -= item.token is not None  # kill_all's have no trial id
         message = None if item.error is None else str(item.error)
         return [Report(ReportKind.KILLED, cluster.worker.name, item.token, message=message,
                        level=EventLevel.WARNING)]
