@@ -96,3 +96,17 @@ def sbatch_argv(
 def job_name(experiment_id: str, trial_id: str) -> str:
     """``rt-EXPERIMENT-TRIAL``: lets a person (or a resume) find remotetune's jobs in squeue."""
     return f"rt-{experiment_id}-{trial_id}"
+
+
+def sinfo_gres_argv(partition: str | None) -> list[str]:
+    """``sinfo`` listing each node group's gres (``gpu:4``), to tell the most GPUs a job can get."""
+    argv = ["sinfo", "--noheader", "--format=%G"]
+    if partition:
+        argv.append(f"--partition={partition}")
+    return argv
+
+
+def squeue_active_argv(job_ids: Sequence[str]) -> list[str]:
+    """``squeue`` listing which of ``job_ids`` are still queued, running or completing."""
+    return ["squeue", "--noheader", "--format=%i", "--jobs=" + ",".join(job_ids),
+            "--states=PENDING,CONFIGURING,RUNNING,COMPLETING,SUSPENDED"]

@@ -221,3 +221,69 @@ def test_manifest_lives_in_the_store_and_old_manifest_files_still_resume(tmp_pat
     assert resumed.digest == fresh.digest  # the code as it was, not as it is now
     assert rig.store.manifest(old.id) == dump_manifest(fresh)
     assert sync.build_manifest(rig.config.trial_code_directory).digest != fresh.digest
+
+
+class _QueueBackend(FakeBackend):
+    """A batch queue: jobs wait ``QUEUED`` seconds first; code -1 loses the job's node (first
+    attempt only), code -2 is a job cancelled from outside."""
+
+    QUEUED = 3.0
+
+    def launch(self, spec: Any) -> None:
+        from remotetune.backends import LaunchResult, Report, ReportKind, TrialHandle
+        from remotetune.testing.backend import _lines, _Live
+
+        now = self.clock.now()
+        self._next_ref += 1
+        handle = TrialHandle(spec.trial.id, spec.placement.host, self._next_ref)
+        run = self.behaviour(spec.trial)
+        start = now + self.QUEUED
+        self.live[spec.trial.id] = _Live(handle, run, start, _lines(run, start))
+        self._report(Report(ReportKind.LAUNCHED, handle.host, spec.trial.id,
+                            launch=LaunchResult(handle, None, self._next_ref)))
+
+    def _poll(self, live: Any, offset: int, now: float) -> Any:
+        from remotetune.backends import ExitInfo, LaunchResult, RunState, TrialPoll
+
+        trial_id = live.handle.trial_id
+        if now < live.started:
+            return TrialPoll(trial_id, (), offset, RunState.QUEUED,
+                             reason="queued in Slurm (Priority)")
+        started = LaunchResult(live.handle, live.started, live.handle.ref)
+        if live.run.code == -1 and now >= live.started + 1:
+            return TrialPoll(trial_id, (), offset, RunState.LOST, started=started,
+                             reason="Slurm job 1: its node failed")
+        if live.run.code == -2 and now >= live.started + 1:
+            return TrialPoll(trial_id, (), offset, RunState.EXITED,
+                             ExitInfo(None, 15, now, "Slurm job 1 was cancelled",
+                                      cancelled=True), started)
+        poll = super()._poll(live, offset, now)
+        return TrialPoll(poll.trial_id, poll.lines, poll.offset, poll.state, poll.exit, started)
+
+
+def test_batch_queue_reasons_lost_jobs_and_outside_cancels(tmp_path: Path) -> None:
+    codes = {0: -1, 1: -2}  # parameter id -> behaviour; the LOST trial's retry succeeds
+
+    def behaviour(t: TrialRecord) -> FakeRun:
+        code = codes.get(t.parameter_id, 0) if t.attempt == 1 else 0
+        return FakeRun(5.0, code, (0.1, 0.2))
+
+    rig = Rig(tmp_path, {"hpc": 2}, behaviour, trialConcurrency=2, maxTrialNumber=3)
+    rig.backend = _QueueBackend({"hpc": 2}, behaviour, rig.clock)
+    seen: list[TrialRecord] = []
+    start = rig.clock.now()
+    rig.backend.at.append((start + 2.0, lambda: seen.extend(
+        rig.store.trials(rig.store.experiments()[0].id))))
+    controller, trials = rig.run()
+    assert seen and all(t.status is TrialStatus.RUNNING and t.started_at is None
+                        and t.message == "queued in Slurm (Priority)" for t in seen)
+    first = {t.parameter_id: t for t in trials if t.attempt == 1}
+    lost, cancelled = first[0], first[1]
+    assert lost.status is TrialStatus.LOST and lost.message == "Slurm job 1: its node failed"
+    retry = [t for t in trials if t.retry_of == lost.id]
+    assert len(retry) == 1 and retry[0].status is TrialStatus.SUCCEEDED
+    assert retry[0].started_at is not None and retry[0].message is None
+    assert cancelled.status is TrialStatus.USER_CANCELED
+    assert cancelled.message == "Slurm job 1 was cancelled"
+    assert sorted(t.status.value for t in trials) == [
+        "LOST", "SUCCEEDED", "SUCCEEDED", "USER_CANCELED"]

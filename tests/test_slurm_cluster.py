@@ -105,8 +105,8 @@ class Jobs:
 
 def test_jobs_get_the_gpus_slurm_assigns(session: HostSession, slurm: SlurmCluster) -> None:
     jobs = Jobs(session, SlurmSpec(partition="gpu"))
-    jobs.submit("a", gpus=2)
-    jobs.submit("b", gpus=2)
+    jobs.submit("a", gpus=2, sleep=4)  # long enough to run at once
+    jobs.submit("b", gpus=2, sleep=4)
     jobs.submit("c", gpus=0)
     results = jobs.wait_finished()
     seen = []

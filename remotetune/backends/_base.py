@@ -34,6 +34,7 @@ class RunState(str, enum.Enum):
     EXITED = "EXITED"  # ended with an exit record (``TrialPoll.exit``)
     VANISHED = "VANISHED"  # it started, and is gone without an exit record
     UNKNOWN = "UNKNOWN"  # no trace of it: the launch never reached the backend
+    LOST = "LOST"  # its node failed or it was preempted: re-queued like a lost host's trial
 
 
 class ReportKind(str, enum.Enum):
@@ -68,6 +69,7 @@ class ExitInfo:
     signal: int | None = None
     ended: float | None = None
     reason: str | None = None  # as the backend wrote it ("timeout", "setup failed"...)
+    cancelled: bool = False  # stopped from outside (scancel by a person): USER_CANCELED
 
     @property
     def timed_out(self) -> bool:
@@ -77,7 +79,7 @@ class ExitInfo:
 @dataclass(frozen=True)
 class LaunchResult:
     handle: TrialHandle
-    started_at: float
+    started_at: float | None  # None: accepted, not started yet (a job waiting in a queue)
     pid: int | None = None  # what `remotetune show` prints as the trial's id on its host
 
 

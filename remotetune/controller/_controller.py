@@ -74,14 +74,27 @@ class ViewState:
 
 def default_backends(config: ExperimentConfig, hosts: Sequence[HostSpec],
                      options: ControllerOptions) -> list[Backend]:
+    """Entries with a `slurm:` mapping go to a SlurmBackend, the rest to the host pool."""
     from remotetune.backends.hostpool import HostPoolBackend
 
-    return [HostPoolBackend(
-        hosts, trial_gpu_number=config.trial_gpu_number,
-        default_slots=config.trial_concurrency,  # a host without `slots:` (docs/config.md)
-        poll_interval=config.poll_interval, gpu_refresh=options.gpu_refresh,
-        host_state_interval=options.host_state_interval,
-        local_workdir=str(options.home / "host"))]
+    plain = [h for h in hosts if h.slurm is None]
+    clusters = [h for h in hosts if h.slurm is not None]
+    backends: list[Backend] = []
+    if plain or not clusters:
+        backends.append(HostPoolBackend(
+            plain, trial_gpu_number=config.trial_gpu_number,
+            default_slots=config.trial_concurrency,  # a host without `slots:` (docs/config.md)
+            poll_interval=config.poll_interval, gpu_refresh=options.gpu_refresh,
+            host_state_interval=options.host_state_interval,
+            local_workdir=str(options.home / "host")))
+    if clusters:
+        from remotetune.backends.slurm import SlurmBackend
+
+        backends.append(SlurmBackend(
+            clusters, trial_gpu_number=config.trial_gpu_number,
+            default_max_jobs=config.trial_concurrency, poll_interval=config.poll_interval,
+            host_state_interval=options.host_state_interval))
+    return backends
 
 
 class Controller(AssessFlow, TrialFlow, LimitFlow):

@@ -162,7 +162,8 @@ class TrialFlow:
         book.handles[r.trial_id] = r.launch.handle
         trial = book.update(r.trial_id, pid=r.launch.pid, started_at=r.launch.started_at)
         gpus = f" GPU {','.join(map(str, trial.gpus))}" if trial.gpus else ""
-        self._event(EventKind.TRIAL, f"trial {trial.id} running on {r.host}{gpus} "
+        verb = "running on" if r.launch.started_at is not None else "submitted to"
+        self._event(EventKind.TRIAL, f"trial {trial.id} {verb} {r.host}{gpus} "
                     f"{json.dumps(dict(trial.parameters), sort_keys=True)}",
                     trial_id=trial.id, host=r.host)
 
@@ -224,9 +225,14 @@ class TrialFlow:
         elif poll.state is RunState.VANISHED:
             self._ended(host, trial, ExitInfo(None, None, self.clock.now(),
                                               "its processes vanished without an exit record"))
+        elif poll.state is RunState.LOST:  # a batch job's node failed, or it was preempted
+            self._lose(self.backend_of[host], trial, self.clock.now(), poll.reason)
         elif poll.started is not None and trial.started_at is None:
             book.handles[trial.id] = poll.started.handle
-            book.update(trial.id, pid=poll.started.pid, started_at=poll.started.started_at)
+            book.update(trial.id, pid=poll.started.pid, started_at=poll.started.started_at,
+                        message=None)
+        elif poll.state is RunState.QUEUED and poll.reason and poll.reason != trial.message:
+            book.update(trial.id, message=poll.reason)  # e.g. "queued in Slurm (Resources)"
         elif poll.state is RunState.UNKNOWN and trial.id not in book.launching:
             # Lost mid-launch: it never started. Start it again.
             self.backend_of[host].release(trial.id)
@@ -238,6 +244,8 @@ class TrialFlow:
         code, reason = exit_info.code, exit_info.reason
         if trial.id in book.kill_sent and trial.status is not S.RUNNING:
             status = trial.status
+        elif exit_info.cancelled:
+            status = S.USER_CANCELED
         elif exit_info.timed_out:
             status, reason = S.EARLY_STOPPED, "ran past maxTrialDuration"
         else:
@@ -315,13 +323,14 @@ class TrialFlow:
             for trial in self._book.on_host(host, S.RUNNING):
                 self._lose(backend, trial, now)
 
-    def _lose(self, backend: Backend, trial: TrialRecord, now: float) -> None:
+    def _lose(self, backend: Backend, trial: TrialRecord, now: float,
+              why: str | None = None) -> None:
         book = self._book
         book.launching.discard(trial.id)
         backend.release(trial.id)
         lost = book.update(trial.id, status=S.LOST, ended_at=now,
-                           message=f"host {trial.host} unreachable for "
-                                   f"{self.config.host_grace_period:g} s")
+                           message=why or f"host {trial.host} unreachable for "
+                                          f"{self.config.host_grace_period:g} s")
         if lost.attempt <= self.config.max_trial_retries:
             self._event(EventKind.TRIAL, f"trial {trial.id} lost with {trial.host}; "
                         "re-queued with the same parameters", trial_id=trial.id,

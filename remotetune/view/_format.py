@@ -58,10 +58,20 @@ def trial_duration(trial: TrialRecord, now: float) -> float | None:
     return end - trial.started_at
 
 
+def queued(trial: TrialRecord) -> bool:
+    """Submitted to a batch queue and not started yet (a Slurm job PENDING): shown WAITING
+    with the queue's reason (the trial's message, e.g. ``queued in Slurm (Resources)``)."""
+    return (trial.status is TrialStatus.RUNNING and trial.started_at is None
+            and bool(trial.message))
+
+
 def placement(trial: TrialRecord) -> str:
     """``host:0,1`` for a trial on GPUs 0 and 1, ``host`` on a CPU slot, ``-`` unplaced."""
     if trial.host is None:
         return "-"
+    if queued(trial):
+        reason = (trial.message or "").rpartition("(")[2].rstrip(")")
+        return f"{trial.host} ({reason})"
     if not trial.gpus:
         return trial.host
     return f"{trial.host}:{','.join(str(g) for g in trial.gpus)}"

@@ -12,6 +12,7 @@ from remotetune.view._format import (
     fmt_metric,
     params_text,
     placement,
+    queued,
     trial_duration,
 )
 from remotetune.view._grid import Cell, Column, Grid
@@ -35,7 +36,8 @@ def _row(trial: TrialRecord, now: float) -> list[Cell]:
     return [
         Cell(trial.id, "bold"),
         Cell(placement(trial)),
-        Cell(trial.status.value, STATUS_STYLE.get(trial.status, "")),
+        Cell("WAITING", STATUS_STYLE[TrialStatus.WAITING]) if queued(trial)
+        else Cell(trial.status.value, STATUS_STYLE.get(trial.status, "")),
         Cell(params_text(trial.parameters)),
         Cell(fmt_metric(trial.latest_intermediate)),
         Cell(fmt_metric(trial.best_intermediate)),

@@ -1,5 +1,6 @@
 """Slurm clusters: trials as sbatch jobs, submitted over SSH through the login node's agent."""
 
+from remotetune.backends.slurm._backend import SlurmBackend
 from remotetune.backends.slurm._jobs import (
     JobEntry,
     JobPhase,
@@ -28,6 +29,7 @@ __all__ = [
     "JobPollResult",
     "JobStatus",
     "QueueSnapshot",
+    "SlurmBackend",
     "SubmittedJob",
     "accounting_disabled",
     "cancel_jobs",
