@@ -62,6 +62,7 @@ class TrialBook:
         self.launching: set[str] = set()
         self.finalizing: set[str] = set()  # ended, tails not fetched yet
         self.kill_sent: set[str] = set()
+        self.kills_out: set[str] = set()  # kills sent, not yet answered (KILLED)
         self.next_parameter_id = 0
         self._lock = threading.Lock()
 

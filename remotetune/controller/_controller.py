@@ -333,7 +333,7 @@ class Controller(AssessFlow, TrialFlow, LimitFlow):
 
     def _done(self) -> bool:
         book = self._book
-        if book.queue or book.launching or book.finalizing:
+        if book.queue or book.launching or book.finalizing or book.kills_out:
             return False
         if book.count(TrialStatus.RUNNING):
             return False

@@ -286,6 +286,7 @@ class TrialFlow:
                         host=r.host, level=EventLevel.ERROR)
 
     def _on_killed(self, r: Report) -> None:
+        self._book.kills_out.discard(r.trial_id or "")
         if r.message is not None:
             self._event(EventKind.TRIAL, f"could not stop trial {r.trial_id}: {r.message}",
                         trial_id=r.trial_id, host=r.host, level=EventLevel.WARNING)
@@ -369,8 +370,8 @@ class TrialFlow:
         if trial.host in self.backend_of:
             backend = self.backend_of[trial.host or ""]
             backend.release(trial.id)
-            if handle is not None:
-                backend.kill(handle, self.config.kill_grace_period)
+            if handle is not None and backend.kill(handle, self.config.kill_grace_period):
+                book.kills_out.add(trial.id)  # the experiment ends only once it is answered
         self._observe(book[trial.id])
 
 

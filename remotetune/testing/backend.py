@@ -203,6 +203,7 @@ class FakeBackend(Backend):
         self.kills.append(handle.trial_id)
         if handle.trial_id in self.live:
             self.live[handle.trial_id].killed = True
+        self._report(Report(ReportKind.KILLED, handle.host, handle.trial_id))  # answered
         return True
 
     def kill_all(self, handles: Sequence[TrialHandle], grace: float) -> int:
