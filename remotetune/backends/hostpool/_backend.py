@@ -200,9 +200,8 @@ class HostPoolBackend(Backend):
         return sent
 
     def fetch_tails(self, trial_id: str, host: str) -> None:
-        worker = self.workers[host]
-        worker.submit(Op.TAILS, worker.session.tails, self._relative_dir(trial_id),
-                      token=trial_id)
+        """Sent at the next tick, after the launches of this turn: a refill goes first."""
+        self.workers[host].tails_due.append(trial_id)
 
     # ------------------------------------------------------------------ periodic work
 
@@ -212,6 +211,10 @@ class HostPoolBackend(Backend):
             by_host.setdefault(request.handle.host, []).append(request)
         for name, worker in self.workers.items():
             self._reconnect(worker, now)
+            while worker.tails_due:  # a host that is down answers them with errors
+                trial_id = worker.tails_due.pop(0)
+                worker.submit(Op.TAILS, worker.session.tails, self._relative_dir(trial_id),
+                              token=trial_id)
             if worker.status is not HostStatus.READY:
                 continue
             self._poll(worker, by_host.get(name, []))

@@ -63,6 +63,7 @@ class HostWorker:
     poll_in_flight: bool = False
     polling: frozenset[str] = frozenset()  # the trials of the poll in flight
     poll_woken: bool = False  # asked to end early already
+    tails_due: list[str] = field(default_factory=list)  # trials whose tails to fetch
     gpu_in_flight: bool = False
     next_gpu_at: float = 0.0
     cordoned_until: float = 0.0  # takes no new trials before this time
