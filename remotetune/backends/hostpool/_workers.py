@@ -107,6 +107,7 @@ class HostWorker:
     def shutdown(self, wait: bool = False) -> None:
         if self._executor is not None:
             self._executor.submit(self.session.close)
+            self.session.wake()  # a long poll in flight answers now; close runs next
             self._executor.shutdown(wait=wait, cancel_futures=not wait)
             self._executor = None
         elif wait:
