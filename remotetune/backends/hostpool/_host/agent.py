@@ -331,11 +331,6 @@ def _trial_alive(pid_info: dict) -> bool:
         _pid_alive(launcher) and _same_process(launcher, pid_info.get("launcher_ticks")))
 
 
-def _dir_alive(trial_dir: str):
-    pid_info = reads.valid_pid(reads.read_json(os.path.join(trial_dir, "pid.json")))
-    return _trial_alive(pid_info) if pid_info else None
-
-
 def _news(result: dict) -> bool:
     """Whether a trial's poll result has something for the controller now."""
     return bool(result["lines"] or result["skipped"] or result["more"]
@@ -351,10 +346,10 @@ def op_poll(workdir: str, req: dict, payload):
     """Read every trial's news; with ``wait``, wait up to that long for some (see watch)."""
     results = _poll_once(workdir, req)
     deadline = time.monotonic() + min(float(req.get("wait") or 0), 30.0)
-    dirs = [_abspath(workdir, item["dir"]) for item in req["trials"]]
     while results and not any(_news(r) for r in results) and time.monotonic() < deadline:
-        why = watch.wait_change(dirs, deadline - time.monotonic(),
-                                float(req.get("every", 0.005)), _PENDING[0], _dir_alive)
+        trials = [(_abspath(workdir, r["dir"]), r["pid"]) for r in results]  # alive ones
+        why = watch.wait_change(trials, deadline - time.monotonic(),
+                                float(req.get("every", 0.005)), _PENDING[0], _trial_alive)
         if why == "timeout":
             break
         results = _poll_once(workdir, req)

@@ -25,23 +25,24 @@ def _stat(path: str):
     return (st.st_size, st.st_mtime_ns)
 
 
-def signature(trial_dir: str) -> tuple:
-    """What changes when a trial writes a metric line, starts or ends."""
+def signature(trial_dir: str, started: bool) -> tuple:
+    """What changes when a trial writes a metric line, starts or ends (pid.json stays once
+    written, so a started trial's is not looked at again)."""
     return (
         _stat(os.path.join(trial_dir, "metrics.jsonl")),
         os.path.exists(os.path.join(trial_dir, "exit.json")),
-        os.path.exists(os.path.join(trial_dir, "pid.json")),
+        started or os.path.exists(os.path.join(trial_dir, "pid.json")),
     )
 
 
-def wait_change(trial_dirs, wait: float, every: float, pending, alive) -> str:
+def wait_change(trials, wait: float, every: float, pending, alive) -> str:
     """Block up to ``wait`` seconds; return why it stopped: changed, request or timeout.
 
-    ``pending()`` says whether a request is waiting on the agent's input; ``alive(dir)``
-    whether a trial's processes still live (None when it cannot tell).
+    ``trials``: (trial dir, its pid record or None) pairs. ``pending()`` says whether a
+    request waits on the agent's input; ``alive(pid record)`` whether a trial's processes
+    still live.
     """
-    before = [signature(d) for d in trial_dirs]
-    lives = [alive(d) for d in trial_dirs]
+    before = [signature(d, pid is not None) for d, pid in trials]
     deadline = time.monotonic() + wait
     next_liveness = time.monotonic() + LIVENESS_EVERY
     while True:
@@ -51,11 +52,11 @@ def wait_change(trial_dirs, wait: float, every: float, pending, alive) -> str:
         if now >= deadline:
             return "timeout"
         time.sleep(min(every, deadline - now))
-        if any(signature(d) != before[i] for i, d in enumerate(trial_dirs)):
+        if any(signature(d, pid is not None) != before[i] for i, (d, pid) in enumerate(trials)):
             return "changed"
         if time.monotonic() >= next_liveness:
             next_liveness = time.monotonic() + LIVENESS_EVERY
-            if any(alive(d) != lives[i] for i, d in enumerate(trial_dirs)):
+            if not all(alive(pid) for _, pid in trials if pid is not None):
                 return "changed"
 
 
