@@ -25,14 +25,26 @@ def _stat(path: str):
     return (st.st_size, st.st_mtime_ns)
 
 
-def signature(trial_dir: str, started: bool) -> tuple:
-    """What changes when a trial writes a metric line, starts or ends (pid.json stays once
-    written, so a started trial's is not looked at again)."""
-    return (
-        _stat(os.path.join(trial_dir, "metrics.jsonl")),
-        os.path.exists(os.path.join(trial_dir, "exit.json")),
-        started or os.path.exists(os.path.join(trial_dir, "pid.json")),
-    )
+def _exists(path) -> bool:
+    if path is None:
+        return True  # pid.json of a started trial: it stays once written
+    try:
+        os.stat(path)
+    except OSError:
+        return False
+    return True
+
+
+def _paths(trial_dir: str, started: bool) -> tuple:
+    join = os.path.join
+    return (join(trial_dir, "metrics.jsonl"), join(trial_dir, "exit.json"),
+            None if started else join(trial_dir, "pid.json"))
+
+
+def _signature(paths: tuple) -> tuple:
+    """What changes when a trial writes a metric line, starts or ends."""
+    metrics, exit_file, pid_file = paths
+    return (_stat(metrics), _exists(exit_file), _exists(pid_file))
 
 
 def wait_change(trials, wait: float, every: float, pending, alive) -> str:
@@ -40,9 +52,11 @@ def wait_change(trials, wait: float, every: float, pending, alive) -> str:
 
     ``trials``: (trial dir, its pid record or None) pairs. ``pending()`` says whether a
     request waits on the agent's input; ``alive(pid record)`` whether a trial's processes
-    still live.
+    still live. Paths are joined once: this loop runs every few milliseconds on each host.
     """
-    before = [signature(d, pid is not None) for d, pid in trials]
+    paths = [_paths(d, pid is not None) for d, pid in trials]
+    pids = [pid for _, pid in trials if pid is not None]
+    before = [_signature(p) for p in paths]
     deadline = time.monotonic() + wait
     next_liveness = time.monotonic() + LIVENESS_EVERY
     while True:
@@ -52,11 +66,12 @@ def wait_change(trials, wait: float, every: float, pending, alive) -> str:
         if now >= deadline:
             return "timeout"
         time.sleep(min(every, deadline - now))
-        if any(signature(d, pid is not None) != before[i] for i, (d, pid) in enumerate(trials)):
-            return "changed"
+        for i, p in enumerate(paths):
+            if _signature(p) != before[i]:
+                return "changed"
         if time.monotonic() >= next_liveness:
             next_liveness = time.monotonic() + LIVENESS_EVERY
-            if not all(alive(pid) for _, pid in trials if pid is not None):
+            if not all(alive(pid) for pid in pids):
                 return "changed"
 
 
