@@ -1,27 +1,41 @@
 """Benchmark: early stopping on synthetic learning curves (prints figures; not a test).
 
-Workload (issue 10): ``trials`` configurations (default 64) of ``trials/curves`` curves,
-``epochs`` epochs each (default 20) of ``epoch`` seconds (0.1), ``concurrency`` at a time.
-Policies: no assessor, Medianstop, ASHA, and the Hyperband tuner (R = epochs, eta = 3, the same
-number of trials). Prints, per policy, the trial-epochs run, trial-seconds, wall time, the trials
-stopped early and the best final found (the best final of the trials that ran to the end of
-their budget), with the goals: Medianstop and ASHA use at most half the trial-seconds of no
-assessor, with a best final within 2% of it.
+Workload (issue 10): ``--trials`` configurations (default 64) of ``trials/curves`` curves,
+``--epochs`` epochs each (default 20) of ``--epoch`` seconds (0.1), ``--concurrency`` at a time
+(4), a Random tuner (``--seed``). Policies: no assessor, Medianstop, ASHA, and the Hyperband
+advisor (R = epochs, eta = 3, the same number of trials); and NNI 3.0 with its Medianstop.
 
-``--mode sim`` (the default and, until the controller runs assessors, the only mode) replays
-the assessors' decisions on the curves with a virtual clock: no process, no sleep; every
-report is assessed when it is made, against every other trial's curve so far, as the
-controller will do. The real run (the trial script ``trials/curves/curve_trial.py`` through
-``remotetune run``, and NNI 3.0 side by side) is wired once the controller drives assessors.
+``--mode real`` (the default) runs each policy as a real experiment on this machine:
+``python -m remotetune.cli run exp.yml --plain`` as a subprocess, ``REMOTETUNE_HOME`` in a
+temporary directory, the trial ``trials/curves/curve_trial.py``. Then, in the same run, NNI 3.0
+(``nnictl create``, local training service, from its own venv, see ``_nni.py``) with its
+Medianstop on the same workload and the same trial file (which imports the real ``nni`` there).
+Per policy: the trials, those stopped early, the total trial-seconds (the sum over trials of
+end - start: remotetune's store, NNI's REST API), the wall time (remotetune: from spawning the
+CLI to its exit; NNI: from spawning ``nnictl create`` to the last trial's end) and the best final
+(of the trials that ran their full epochs). Goals: Medianstop and ASHA use at most half the
+trial-seconds of no assessor, with a best final within 2% of it; remotetune with Medianstop
+takes at most a third of NNI-with-Medianstop's wall time.
 
-    python bench/bench_early_stop.py [--trials 64] [--epochs 20] [--concurrency 4] [--seed 0]
+``--mode sim`` replays the assessors' decisions on the curves with a virtual clock: no process,
+no sleep; every report is assessed when it is made, against every other trial's curve so far.
+
+    python bench/bench_early_stop.py [--mode real|sim] [--trials 64] [--epochs 20] [--epoch 0.1]
+        [--concurrency 4] [--seed 0] [--policies none,Medianstop,ASHA,Hyperband]
+        [--no-nni] [--nni-venv /tmp/nni-venv]
 """
 
 from __future__ import annotations
 
 import argparse
 import heapq
+import os
+import shutil
+import socket
+import subprocess
 import sys
+import tempfile
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,8 +44,11 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "trials" / "curves"))
+sys.path.insert(0, str(ROOT / "bench"))
 
+import _nni  # noqa: E402
 import curves  # noqa: E402
+import yaml  # noqa: E402
 
 from remotetune.assessors import (  # noqa: E402
     Assessor,
@@ -43,6 +60,7 @@ from remotetune.assessors import (  # noqa: E402
 )
 from remotetune.model import TrialStatus  # noqa: E402
 from remotetune.space import SearchSpace  # noqa: E402
+from remotetune.store import Store  # noqa: E402
 from remotetune.tuners import BUDGET_KEY, Tuner, create_tuner  # noqa: E402
 
 
@@ -132,18 +150,7 @@ def policies(args: argparse.Namespace) -> dict[str, Callable[[], tuple[Tuner, As
     }
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--mode", choices=["sim"], default="sim")
-    parser.add_argument("--trials", type=int, default=64)
-    parser.add_argument("--epochs", type=int, default=curves.EPOCHS)
-    parser.add_argument("--epoch", type=float, default=0.1, help="seconds per epoch")
-    parser.add_argument("--concurrency", type=int, default=4)
-    parser.add_argument("--start-step", type=int, default=2, help="Medianstop's start_step")
-    parser.add_argument("--asha-min", type=int, default=3, help="ASHA's min_resource")
-    parser.add_argument("--asha-eta", type=int, default=3, help="ASHA's eta")
-    parser.add_argument("--seed", type=int, default=0)
-    args = parser.parse_args(argv)
+def run_sim(args: argparse.Namespace) -> int:
     results = []
     for name, make in policies(args).items():
         tuner, assessor = make()
@@ -166,6 +173,217 @@ def main(argv: list[str] | None = None) -> int:
             print(f"goal {r.policy}: trial-seconds <= half of none: {'met' if half else 'MISSED'}"
                   f"; best final within 2%: {'met' if close else 'MISSED'}")
     return 0
+
+
+# ---------------------------------------------------------------------------- real runs
+
+
+@dataclass(frozen=True)
+class RealOutcome:
+    policy: str
+    trials: int
+    stopped: int
+    trial_seconds: float
+    wall: float
+    best: float | None
+
+
+def _policy_keys(policy: str, args: argparse.Namespace) -> dict[str, Any]:
+    """The experiment-file keys that make ``policy`` (NNI's names and classArgs)."""
+    if policy == "Hyperband":
+        return {"advisor": {"name": "Hyperband", "classArgs": {"R": args.epochs, "eta": 3}}}
+    keys: dict[str, Any] = {"tuner": {"name": "Random"}}
+    if policy == "Medianstop":
+        keys["assessor"] = {"name": "Medianstop", "classArgs": {"start_step": args.start_step}}
+    elif policy == "ASHA":
+        keys["assessor"] = {"name": "ASHA", "classArgs": {
+            "min_resource": args.asha_min, "eta": args.asha_eta, "max_resource": args.epochs}}
+    elif policy != "none":
+        raise SystemExit(f"unknown policy {policy!r} (none, Medianstop, ASHA, Hyperband)")
+    return keys
+
+
+def _workload(args: argparse.Namespace, base: Path, python: str) -> dict[str, Any]:
+    """Keys shared by remotetune and NNI: the trial (copied to ``base/code``) and its space."""
+    code = base / "code"
+    shutil.copytree(ROOT / "trials" / "curves", code,
+                    ignore=shutil.ignore_patterns("__pycache__"))
+    return {
+        "searchSpace": curves.SPACE,
+        "trialCommand": f"{python} curve_trial.py --epochs {args.epochs} "
+                        f"--epoch-seconds {args.epoch:g}",
+        "trialCodeDirectory": str(code),
+        "trialConcurrency": args.concurrency,
+        "maxTrialNumber": args.trials,
+    }
+
+
+def _full_budget(trial: Any, epochs: int) -> bool:
+    return int(trial.parameters.get(BUDGET_KEY, epochs)) >= epochs
+
+
+def run_remotetune(policy: str, args: argparse.Namespace) -> RealOutcome:
+    """One experiment through the CLI, on this machine; figures from its store."""
+    with tempfile.TemporaryDirectory(prefix="bench-es-") as tmp:
+        base = Path(tmp)
+        experiment = {"experimentName": f"bench-es-{policy}", "seed": args.seed,
+                      **_workload(args, base, sys.executable), **_policy_keys(policy, args)}
+        (base / "experiment.yml").write_text(yaml.safe_dump(experiment))
+        env = dict(os.environ, REMOTETUNE_HOME=str(base / "home"),
+                   PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+        t0 = time.time()
+        done = subprocess.run(
+            [sys.executable, "-m", "remotetune.cli", "run", str(base / "experiment.yml"),
+             "--plain"], env=env, capture_output=True, text=True, timeout=3600, cwd=base)
+        wall = time.time() - t0
+        if done.returncode != 0:
+            raise RuntimeError(f"remotetune {policy} failed ({done.returncode}):\n"
+                               f"{done.stdout[-1500:]}\n{done.stderr[-1500:]}")
+        with Store(base / "home" / "remotetune.db") as store:
+            (exp,) = store.experiments()
+            trials = store.trials(exp.id)
+    spans = [t.ended_at - t.started_at for t in trials if t.started_at and t.ended_at]
+    finals = [t.final for t in trials if t.status is TrialStatus.SUCCEEDED
+              and t.final is not None and _full_budget(t, args.epochs)]
+    stopped = sum(t.status is TrialStatus.EARLY_STOPPED for t in trials)
+    return RealOutcome(policy, len(trials), stopped, sum(spans), wall, max(finals, default=None))
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def run_nni(args: argparse.Namespace) -> RealOutcome:
+    """NNI 3.0, local training service, Random tuner and its Medianstop; REST API figures.
+
+    ``nnictl create`` is tried twice: under load its manager sometimes misses its start-up
+    check (``Expecting value``), which says nothing about the experiment.
+    """
+    for attempt in (1, 2):
+        try:
+            return _nni_once(args)
+        except RuntimeError as exc:
+            if attempt == 2 or "nnictl create failed" not in str(exc):
+                raise
+            print(f"  NNI: {str(exc).splitlines()[0]}; trying once more", flush=True)
+    raise AssertionError("unreachable")
+
+
+# NNI 3.0's local training service marks a trial its assessor stopped USER_CANCELED, not
+# EARLY_STOPPED: ``V3asV1.cancelTrialJob`` sets ``isEarlyStopped`` only after awaiting
+# ``stopTrial``, and by then ``onTrialEnd`` has set the status. Nothing else cancels a trial
+# here, so both count as stopped by the assessor.
+NNI_STOPPED = ("EARLY_STOPPED", "USER_CANCELED")
+
+
+def _nni_once(args: argparse.Namespace) -> RealOutcome:
+    venv: Path = args.nni_venv
+    with tempfile.TemporaryDirectory(prefix="bench-es-nni-") as tmp:
+        base = Path(tmp)
+        config = {
+            "experimentName": "bench-es-nni-Medianstop",
+            **_workload(args, base, str(venv / "bin" / "python")),
+            "tuner": {"name": "Random", "classArgs": {"seed": args.seed}},
+            "assessor": {"name": "Medianstop", "classArgs": {
+                "optimize_mode": "maximize", "start_step": args.start_step}},
+            "experimentWorkingDirectory": str(base / "nni-experiments"),
+            "trainingService": {"platform": "local"},
+        }
+        (base / "config.yml").write_text(yaml.safe_dump(config))
+        port = _free_port()
+        t0 = time.time()
+        with _nni.created(venv, base / "config.yml", port):
+            status, jobs = _nni.wait(port, timeout=3600, interval=1.0, patient=True)
+        if status.get("status") != "DONE":
+            raise RuntimeError(f"NNI ended {status}")
+    ended = [j for j in jobs if j.get("startTime") and j.get("endTime")]
+    if len(ended) != len(jobs) or len(jobs) != args.trials:
+        raise RuntimeError(f"NNI: {len(jobs)} trials, {len(ended)} with a start and an end")
+    finals = [v for j in jobs if j.get("status") == "SUCCEEDED"
+              and (v := _nni.final_value(j)) is not None]
+    return RealOutcome(
+        "NNI Medianstop", len(jobs), sum(j.get("status") in NNI_STOPPED for j in jobs),
+        sum(j["endTime"] - j["startTime"] for j in ended) / 1000,
+        max(j["endTime"] for j in ended) / 1000 - t0, max(finals, default=None))
+
+
+def _ratio(value: float | None, base: float | None) -> str:
+    return "" if value is None or not base else f"{value / base:.0%}"
+
+
+def print_real(results: list[RealOutcome], args: argparse.Namespace) -> None:
+    base = next((r for r in results if r.policy == "none"), None)
+    print(f"{'policy':<15} {'trials':>6} {'stopped':>7} {'trial-s':>8} {'vs none':>7} "
+          f"{'wall s':>7} {'best final':>10} {'vs none':>8}")
+    for r in results:
+        best = "" if r.best is None else f"{r.best:.4f}"
+        delta = "" if r.best is None or base is None or base.best is None \
+            else f"{r.best / base.best - 1:+.2%}"
+        print(f"{r.policy:<15} {r.trials:>6} {r.stopped:>7} {r.trial_seconds:>8.1f} "
+              f"{_ratio(r.trial_seconds, base and base.trial_seconds):>7} {r.wall:>7.1f} "
+              f"{best:>10} {delta:>8}")
+    by_name = {r.policy: r for r in results}
+    for name in ("Medianstop", "ASHA"):
+        r = by_name.get(name)
+        if r is None or base is None:
+            continue
+        half = r.trial_seconds <= base.trial_seconds / 2
+        close = r.best is not None and base.best is not None and r.best >= 0.98 * base.best
+        print(f"goal {name}: trial-seconds {_ratio(r.trial_seconds, base.trial_seconds)} of "
+              f"none (<= 50%: {'met' if half else 'MISSED'}); best final within 2%: "
+              f"{'met' if close else 'MISSED'}")
+    ours, theirs = by_name.get("Medianstop"), by_name.get("NNI Medianstop")
+    if ours and theirs:
+        share = ours.wall / theirs.wall
+        print(f"goal wall: remotetune Medianstop {ours.wall:.1f} s = {share:.0%} of NNI "
+              f"Medianstop {theirs.wall:.1f} s (<= 33%: {'met' if share <= 1 / 3 else 'MISSED'})")
+    idle = [r.policy for r in results if r.policy in ("Medianstop", "ASHA") and not r.stopped]
+    if idle:
+        print(f"note: {', '.join(idle)} stopped no trial: remotetune's controller does not act "
+              "on assessor decisions yet, so these rows ran every trial to the end, as none did")
+
+
+def run_real(args: argparse.Namespace) -> int:
+    print(time.strftime("%Y-%m-%d %H:%M"), f"{os.cpu_count()} cores, load",
+          " ".join(f"{x:.1f}" for x in os.getloadavg()), flush=True)
+    print(f"{args.trials} trials x {args.epochs} epochs of {args.epoch:g} s, concurrency "
+          f"{args.concurrency}, seed {args.seed} (real: remotetune CLI on this machine; "
+          f"NNI 3.0 local)", flush=True)
+    results: list[RealOutcome] = []
+    for policy in args.policies.split(","):
+        results.append(run_remotetune(policy.strip(), args))
+        print(f"  ran remotetune {policy}: wall {results[-1].wall:.1f} s", flush=True)
+    why = "skipped (--no-nni)" if args.no_nni else _nni.missing(args.nni_venv)
+    if why is None:
+        try:
+            results.append(run_nni(args))
+        except Exception as exc:  # noqa: BLE001 - report it, print the rest
+            why = f"failed: {exc}"
+    print_real(results, args)
+    if why is not None:
+        print(f"NNI 3.0 {why}")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--mode", choices=["real", "sim"], default="real")
+    parser.add_argument("--trials", type=int, default=64)
+    parser.add_argument("--epochs", type=int, default=curves.EPOCHS)
+    parser.add_argument("--epoch", type=float, default=0.1, help="seconds per epoch")
+    parser.add_argument("--concurrency", type=int, default=4, help="trialConcurrency")
+    parser.add_argument("--start-step", type=int, default=2, help="Medianstop's start_step")
+    parser.add_argument("--asha-min", type=int, default=3, help="ASHA's min_resource")
+    parser.add_argument("--asha-eta", type=int, default=3, help="ASHA's eta")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--policies", default="none,Medianstop,ASHA,Hyperband",
+                        help="real mode: remotetune policies to run, comma-separated")
+    parser.add_argument("--no-nni", action="store_true", help="real mode: skip NNI")
+    parser.add_argument("--nni-venv", type=Path, default=_nni.DEFAULT_VENV)
+    args = parser.parse_args(argv)
+    return run_sim(args) if args.mode == "sim" else run_real(args)
 
 
 if __name__ == "__main__":

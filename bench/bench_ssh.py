@@ -24,7 +24,6 @@ under /root, which the test user cannot reach) with the server's client key, and
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import pwd
 import queue
@@ -34,7 +33,6 @@ import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
@@ -46,7 +44,9 @@ import yaml
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests"))
+sys.path.insert(0, str(ROOT / "bench"))
 
+import _nni  # noqa: E402
 from sshd import TEST_USER, SshServer, free_port  # noqa: E402
 
 from remotetune.backends.hostpool._session import HostSession, PollItem, launch_files  # noqa: E402
@@ -133,14 +133,8 @@ def run_remotetune(server: SshServer, n: int, concurrency: int, sleep: float) ->
 # ---------------------------------------------------------------------------- NNI
 
 
-def _get_json(url: str) -> Any:
-    with urllib.request.urlopen(url, timeout=5) as answer:
-        return json.load(answer)
-
-
 def run_nni(server: SshServer, venv: Path, n: int, concurrency: int,
             sleep: float) -> WorkloadResult:
-    nnictl = venv / "bin" / "nnictl"
     with tempfile.TemporaryDirectory() as tmp:
         base = Path(tmp)
         code = base / "code"
@@ -164,35 +158,19 @@ def run_nni(server: SshServer, venv: Path, n: int, concurrency: int,
         }
         (base / "config.yml").write_text(yaml.safe_dump(config))
         t0 = time.time()
-        created = subprocess.run(
-            [str(nnictl), "create", "--config", str(base / "config.yml"), "--port", str(port)],
-            capture_output=True, text=True, timeout=180,
-        )
         exp_id = None
         try:
-            if created.returncode != 0:
-                raise RuntimeError(f"nnictl create failed ({created.returncode}):\n"
-                                   f"{created.stdout[-1500:]}\n{created.stderr[-1500:]}")
-            exp_id = _get_json(f"http://127.0.0.1:{port}/api/v1/nni/experiment")["id"]
-            deadline = time.time() + 600
-            jobs: list[dict[str, Any]] = []
-            while time.time() < deadline:
-                status = _get_json(f"http://127.0.0.1:{port}/api/v1/nni/check-status")
-                jobs = _get_json(f"http://127.0.0.1:{port}/api/v1/nni/trial-jobs")
-                if status.get("status") in ("DONE", "STOPPED", "ERROR"):
-                    break
-                time.sleep(0.25)
-            if status.get("status") != "DONE":
-                raise RuntimeError(f"NNI ended {status}")
-            ok = [j for j in jobs if j.get("status") == "SUCCEEDED"]
-            if len(ok) != n:
-                raise RuntimeError(f"NNI: {len(ok)} of {n} trials succeeded")
-            first = min(j["startTime"] for j in jobs) / 1000 - t0
-            wall = max(j["endTime"] for j in jobs) / 1000 - t0
-            return WorkloadResult(wall, first, len(ok))
+            with _nni.created(venv, base / "config.yml", port) as exp_id:
+                status, jobs = _nni.wait(port, 600)
+                if status.get("status") != "DONE":
+                    raise RuntimeError(f"NNI ended {status}")
+                ok = [j for j in jobs if j.get("status") == "SUCCEEDED"]
+                if len(ok) != n:
+                    raise RuntimeError(f"NNI: {len(ok)} of {n} trials succeeded")
+                first = min(j["startTime"] for j in jobs) / 1000 - t0
+                wall = max(j["endTime"] for j in jobs) / 1000 - t0
+                return WorkloadResult(wall, first, len(ok))
         finally:
-            subprocess.run([str(nnictl), "stop", "--port", str(port)], capture_output=True,
-                           timeout=120)
             if exp_id:  # the trial files NNI left on the "host" (root's home)
                 shutil.rmtree(Path("/root/nni-experiments") / exp_id, ignore_errors=True)
 
@@ -282,7 +260,7 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=4)
     parser.add_argument("--sleep", type=float, default=0.6)
     parser.add_argument("--repeat", type=int, default=1)
-    parser.add_argument("--nni-venv", type=Path, default=Path("/tmp/nni-venv"))
+    parser.add_argument("--nni-venv", type=Path, default=_nni.DEFAULT_VENV)
     parser.add_argument("--no-nni", action="store_true")
     parser.add_argument("--cycles", type=int, default=20)
     args = parser.parse_args()

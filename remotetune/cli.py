@@ -23,6 +23,7 @@ from rich.console import Console
 
 from remotetune import __version__
 from remotetune.cli_commands import cmd_check, cmd_export, cmd_import_nni
+from remotetune.cli_report import add_report_parsers
 from remotetune.cli_support import (
     all_failed,
     error_text,
@@ -32,6 +33,7 @@ from remotetune.cli_support import (
     print_json,
     trial_json,
 )
+from remotetune.cli_update import add_limit_flags, add_update_parser, resume_config
 from remotetune.errors import ConfigError, RemotetuneError, StoreError
 from remotetune.lock import ExperimentLock
 from remotetune.model import ExperimentStatus, HostSpec, TrialRecord
@@ -79,7 +81,7 @@ def _machines(args: argparse.Namespace, config: Any) -> tuple[HostSpec, ...]:
         return cfg.load_machines(args.machines)
     if config.machines:
         return tuple(config.machines)
-    return (cfg.local_machine(config.trial_concurrency),)
+    return (cfg.local_machine(None),)
 
 
 def _run_controller(controller: Any, args: argparse.Namespace, console: Console) -> int:
@@ -238,13 +240,14 @@ def _resume(args: argparse.Namespace, store: Any, exp: Any) -> int:
     config = cfg.parse_experiment(exp.config, file=exp.config_file,
                                   base_dir=Path(exp.config_file).parent if exp.config_file
                                   else None)
+    config = resume_config(args, config, exp)  # --max-trials, --max-duration
     if args.machines:
         hosts = cfg.load_machines(args.machines)
     elif exp.machines:
         hosts = cfg.parse_machines({"machines": [dict(m) for m in exp.machines]},
                                   file=f"(machines of experiment {exp.id})")
     else:
-        hosts = (cfg.local_machine(config.trial_concurrency),)
+        hosts = (cfg.local_machine(None),)
     hosts = hide_secrets(hosts)
     console = make_console()
     plain = args.plain or not console.is_terminal
@@ -397,9 +400,10 @@ def build_parser() -> argparse.ArgumentParser:
     runner_flags(p)
     p.set_defaults(func=cmd_run)
 
-    p = sub.add_parser("resume", help="resume a stopped or crashed experiment")
+    p = sub.add_parser("resume", help="resume a stopped, crashed or finished experiment")
     p.add_argument("experiment", metavar="EXP")
     runner_flags(p)
+    add_limit_flags(p, concurrency=False)
     p.set_defaults(func=cmd_resume)
 
     p = sub.add_parser("check", help="check that every host can run trials")
@@ -408,6 +412,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_check)
 
+    add_update_parser(sub)
     _add_reader_commands(sub)
     return parser
 
@@ -443,6 +448,8 @@ def _add_reader_commands(sub: Any) -> None:
                    help="write CSV cells as they are (default: text starting with = + - @ "
                         "gets a leading ' so spreadsheets do not run it as a formula)")
     p.set_defaults(func=cmd_export)
+
+    add_report_parsers(sub)
 
     p = sub.add_parser("import-nni", help="import an NNI experiment database (nni.sqlite)")
     p.add_argument("path", metavar="PATH")

@@ -7,7 +7,7 @@ import sys
 from dataclasses import asdict
 from typing import Any
 
-from remotetune.cli_support import make_console, print_json
+from remotetune.cli_support import hide_secrets, make_console, print_json
 from remotetune.errors import ConfigError
 from remotetune.view._safe import clean, clean_record
 
@@ -56,6 +56,7 @@ def cmd_check(args: argparse.Namespace) -> int:
     from remotetune.check import check_hosts, render_checks
 
     hosts = cfg.load_machines(args.machines) if args.machines else (cfg.local_machine(1),)
+    hosts = hide_secrets(hosts)  # local setup lines see no passwordEnv/passphraseEnv value
     checks = check_hosts(hosts, timeout=args.timeout)
     if args.json:
         print_json([asdict(c) for c in checks])

@@ -81,6 +81,12 @@ class ExperimentBusy(StoreError):
     exit_code = 2
 
 
+class ExperimentNotRunning(StoreError):
+    """No controller runs the experiment, so nothing could apply a change to it."""
+
+    exit_code = 2
+
+
 class TransportError(RemotetuneError):
     """Reaching a host failed. ``host`` names the machine; ``reason`` is a short category."""
 
@@ -125,9 +131,12 @@ class AgentError(TransportError):
 
     reason = "agent"
 
-    def __init__(self, host: str, op: str, message: str, kind: str) -> None:
+    def __init__(self, host: str, op: str, message: str, kind: str,
+                 details: dict | None = None) -> None:
         self.op = op
         self.kind = kind
+        self.details = details or {}  # what the agent added (GpuReserved: gpu, holders)
+        self.detail = message  # the agent's own words
         super().__init__(host, f"{op} failed on the host: {message}")
 
 

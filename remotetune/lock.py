@@ -48,6 +48,27 @@ def _holder(fd: int) -> LockHolder:
                       float(since) if isinstance(since, (int, float)) else None)
 
 
+def running_holder(home: Path, experiment_id: str) -> LockHolder | None:
+    """Who runs ``experiment_id`` now, or None when no controller holds its lock.
+
+    It takes a shared lock for an instant to find out; a controller starting in that instant
+    tries again (``ExperimentLock.acquire``), so the look never makes it fail.
+    """
+    try:
+        fd = os.open(lock_path(home, experiment_id), os.O_RDONLY)
+    except FileNotFoundError:
+        return None
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except OSError:
+            return _holder(fd)
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        return None
+    finally:
+        os.close(fd)
+
+
 class ExperimentLock:
     """Held by the one controller that runs ``experiment_id``; ``acquire`` or ExperimentBusy."""
 
@@ -59,9 +80,14 @@ class ExperimentLock:
     def acquire(self) -> ExperimentLock:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
+        for attempt in range(3):  # `running_holder` may hold it shared for an instant
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except OSError:
+                if attempt < 2:
+                    time.sleep(0.05)
+        else:
             holder = _holder(fd)
             os.close(fd)
             raise ExperimentBusy(

@@ -8,12 +8,14 @@ SUDO=""
 if [ "$(id -u)" != 0 ]; then SUDO="sudo"; fi
 
 # Debian packages: OpenSSH server (real sshd in the SSH tests), rsync (sync benchmark),
-# debootstrap (the offline Docker base image for the Compose cluster tests).
+# debootstrap (the offline Docker base image for the Compose cluster tests), chromium (the
+# report and live page are loaded headless in tests/test_report_browser.py).
 need=()
 [ -x /usr/sbin/sshd ] || need+=(openssh-server)
 command -v ssh >/dev/null || need+=(openssh-client)
 command -v rsync >/dev/null || need+=(rsync)
 command -v debootstrap >/dev/null || need+=(debootstrap)
+command -v chromium >/dev/null || need+=(chromium)
 if [ ${#need[@]} -gt 0 ]; then
   $SUDO apt-get update -q
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -q "${need[@]}"

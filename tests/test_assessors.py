@@ -275,7 +275,7 @@ def test_cli_run_with_a_typo_exits_2_and_stores_nothing(tmp_path: Path, body: st
 # --- the early-stopping benchmark's parts ----------------------------------------------------
 
 
-def test_bench_simulation_and_the_curve_trial(tmp_path: Path, capsys: Any) -> None:
+def _bench_module() -> Any:
     import importlib.util
 
     spec = importlib.util.spec_from_file_location("bench_early_stop",
@@ -284,7 +284,13 @@ def test_bench_simulation_and_the_curve_trial(tmp_path: Path, capsys: Any) -> No
     bench = importlib.util.module_from_spec(spec)
     sys.modules["bench_early_stop"] = bench  # its dataclasses look their module up
     spec.loader.exec_module(bench)
-    assert bench.main(["--trials", "16", "--epochs", "9", "--concurrency", "2"]) == 0
+    return bench
+
+
+def test_bench_simulation_and_the_curve_trial(tmp_path: Path, capsys: Any) -> None:
+    bench = _bench_module()
+    assert bench.main(["--mode", "sim", "--trials", "16", "--epochs", "9",
+                       "--concurrency", "2"]) == 0
     out = capsys.readouterr().out
     for policy in ("none", "Medianstop", "ASHA", "Hyperband"):
         assert f"\n{policy} " in out
@@ -294,6 +300,24 @@ def test_bench_simulation_and_the_curve_trial(tmp_path: Path, capsys: Any) -> No
                           timeout=60)
     assert done.returncode == 0, done.stderr
     assert done.stderr.count("periodical metric") == 20  # no parameters given: 20 epochs
+
+
+def test_bench_real_mode_runs_the_cli_and_reads_the_store(capsys: Any) -> None:
+    """The real benchmark on a tiny workload, without NNI: one CLI run per policy."""
+    bench = _bench_module()
+    argv = ["--trials", "3", "--epochs", "2", "--epoch", "0.01", "--concurrency", "2",
+            "--policies", "none,Medianstop", "--no-nni"]
+    assert bench.main(argv) == 0
+    out = capsys.readouterr().out
+    rows = {line.split()[0]: line.split() for line in out.splitlines()
+            if line.startswith(("none ", "Medianstop "))}
+    assert rows["none"][1:3] == ["3", "0"] and rows["Medianstop"][1] == "3"
+    assert float(rows["none"][3]) >= 3 * 2 * 0.01  # trial-seconds: at least the sleeps
+    assert "NNI 3.0 skipped (--no-nni)" in out
+    nni = sys.modules["_nni"]  # the NNI helper's REST decoding (JSON inside a JSON string)
+    assert nni.final_value({"finalMetricData": [{"data": '"0.93"'}]}) == 0.93
+    assert nni.final_value({"finalMetricData": [{"data": '{"default": 0.5}'}]}) == 0.5
+    assert nni.final_value({"finalMetricData": []}) is None
 
 
 def test_early_stopping_assesses_each_new_result_once_in_order() -> None:

@@ -86,3 +86,41 @@ def test_a_duplicate_key_in_a_search_space_json_file_is_an_error(tmp_path: Path)
     assert result.returncode == 2, result.stdout + result.stderr
     said = " ".join(result.stderr.split())
     assert f"{space}:3" in said and "duplicate key 'lr'" in said, said
+
+
+def test_the_controller_itself_refuses_symlinks_out_of_the_code_directory(tmp_path: Path) -> None:
+    """Code that drives Controller directly (not through the CLI) cannot skip the check:
+    create() refuses before anything is written, and a resumed experiment whose store has
+    no manifest yet refuses before its code is frozen."""
+    import pytest
+
+    from remotetune.errors import ConfigError
+    from tests.test_controller import Rig
+
+    rig = Rig(tmp_path)
+    secret = tmp_path / "secret.txt"
+    secret.write_text("PRIVATE\n")
+    (tmp_path / "code" / "leak").symlink_to(secret)
+    with pytest.raises(ConfigError, match="followSymlinks"):
+        rig.controller().create()
+    assert rig.store.experiments() == []
+    (tmp_path / "code" / "leak").unlink()
+    exp = rig.controller().create()
+    (tmp_path / "code" / "leak").symlink_to(secret)
+    with pytest.raises(ConfigError, match="leak ->"):
+        rig.controller(experiment=exp).run()
+    assert rig.store.manifest(exp.id) is None  # nothing of the secret frozen
+
+
+def test_check_hides_password_variables_from_local_setup_lines(tmp_path: Path) -> None:
+    machines = tmp_path / "machines.yml"
+    machines.write_text(yaml.safe_dump({"machines": [
+        {"name": "here", "local": True, "passwordEnv": "RT_TEST_PW",
+         "setup": ['test -z "$RT_TEST_PW" || { echo "leaked $RT_TEST_PW"; exit 1; }']}]}))
+    env = dict(os.environ, REMOTETUNE_HOME=str(tmp_path / "home"), RT_TEST_PW=SECRET_PW,
+               PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    result = subprocess.run(
+        [sys.executable, "-m", "remotetune.cli", "check", "--machines", str(machines), "--json"],
+        env=env, capture_output=True, text=True, timeout=120, cwd=tmp_path)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert SECRET_PW not in result.stdout + result.stderr

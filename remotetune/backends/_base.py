@@ -40,6 +40,7 @@ class ReportKind(str, enum.Enum):
     LAUNCHED = "LAUNCHED"
     LAUNCH_FAILED = "LAUNCH_FAILED"
     LAUNCH_LOST = "LAUNCH_LOST"  # the link broke mid-launch: it may or may not have started
+    LAUNCH_REFUSED = "LAUNCH_REFUSED"  # not started, nothing wrong: wait and place it again
     POLLED = "POLLED"
     TAILS = "TAILS"
     KILLED = "KILLED"
@@ -174,6 +175,11 @@ class Backend(abc.ABC):
     def unusable(self) -> tuple[tuple[str, str], ...]:
         """``(host, why)`` for each host that cannot be used now (empty when all are ready)."""
 
+    def misconfigured(self) -> tuple[tuple[str, str], ...]:
+        """``(host, why)`` for each host its configuration does not fit (a ``gpuIndices``
+        entry the host lacks): a new experiment does not start. Default: none."""
+        return ()
+
     @abc.abstractmethod
     def impossible(self) -> str | None:
         """Why no trial could ever be placed here (fail fast), or ``None``."""
@@ -196,7 +202,9 @@ class Backend(abc.ABC):
 
     @abc.abstractmethod
     def launch(self, spec: LaunchSpec) -> None:
-        """Start a placed trial. Outcome: LAUNCHED, LAUNCH_FAILED or LAUNCH_LOST."""
+        """Start a placed trial. Outcome: LAUNCHED, LAUNCH_FAILED, LAUNCH_LOST or
+        LAUNCH_REFUSED (its resources are taken after all, e.g. a GPU another experiment
+        reserved: the trial waits again; ``message`` says why)."""
 
     @abc.abstractmethod
     def tick(self, now: float, running: Sequence[PollRequest]) -> None:
@@ -241,3 +249,7 @@ class Backend(abc.ABC):
     @abc.abstractmethod
     def close(self) -> None:
         """Stop the backend's threads and connections (trials keep running)."""
+
+    def set_concurrency(self, concurrency: int) -> None:  # noqa: B027 (optional hook)
+        """``trialConcurrency`` changed (``remotetune update``): a backend whose default
+        capacity follows it adjusts. Nothing by default."""

@@ -15,6 +15,7 @@ from remotetune.config._experiment import (
     parse_experiment,
 )
 from remotetune.config._fields import parse_duration
+from remotetune.config._limits import LIMIT_KEYS, Limits, describe_limits, parse_limits
 from remotetune.config._machines import (
     HOST_KEYS,
     NNI_HOST_KEYS,
@@ -27,15 +28,19 @@ from remotetune.config._machines import (
 __all__ = [
     "EXPERIMENT_KEYS",
     "HOST_KEYS",
+    "LIMIT_KEYS",
+    "Limits",
     "NNI_HOST_KEYS",
     "NNI_IGNORED_KEYS",
     "ExperimentConfig",
     "TunerSpec",
+    "describe_limits",
     "host_to_public_dict",
     "load_experiment",
     "load_machines",
     "local_machine",
     "parse_duration",
     "parse_experiment",
+    "parse_limits",
     "parse_machines",
 ]

@@ -77,8 +77,11 @@ _SHARED_TMP = ("/tmp", "/var/tmp")
 REDACTED = "<redacted>"
 
 
-def local_machine(slots: int) -> HostSpec:
-    """The embedded default host: this machine, no SSH, ``slots`` trials at once."""
+def local_machine(slots: int | None) -> HostSpec:
+    """The embedded default host: this machine, no SSH, ``slots`` trials at once
+    (``None``: as many as ``trialConcurrency``, following ``remotetune update``)."""
+    if slots is None:
+        return HostSpec(name="local", host="localhost", local=True)
     if isinstance(slots, bool) or not isinstance(slots, int) or slots < 1:
         raise ConfigError(f"expected an integer >= 1, got {slots!r}", key="slots",
                           hint="the local machine needs at least one trial slot")

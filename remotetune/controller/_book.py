@@ -87,8 +87,15 @@ class TrialBook:
         return [self._trials[i] for i in ids if self._trials[i].status is status]
 
     def counted(self) -> int:
-        """Trials that count toward maxTrialNumber (every one but the LOST)."""
-        return len(self._trials) - self.count(S.LOST)
+        """Trials that count toward maxTrialNumber: every one but the LOST and the
+        USER_CANCELED (stopped with the experiment; resume runs their parameters again)."""
+        return len(self._trials) - self.count(S.LOST) - self.count(S.USER_CANCELED)
+
+    def canceled_to_rerun(self) -> list[TrialRecord]:
+        """USER_CANCELED trials that no later trial re-runs yet, oldest first."""
+        rerun = {t.retry_of for t in self._trials.values() if t.retry_of}
+        return sorted((t for t in self.with_status(S.USER_CANCELED) if t.id not in rerun),
+                      key=lambda t: t.sequence)
 
     def history(self) -> tuple[TrialRecord, ...]:
         """Every trial, read-only (what a tuner sees)."""

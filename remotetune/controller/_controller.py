@@ -22,8 +22,14 @@ from remotetune.config import ExperimentConfig
 from remotetune.controller._book import TrialBook
 from remotetune.controller._clock import Clock, SystemClock
 from remotetune.controller._manifest import load_or_freeze
+from remotetune.controller._requests import LimitFlow
 from remotetune.controller._trials import TrialFlow
-from remotetune.errors import PlacementImpossible, RemotetuneError, TransportError
+from remotetune.errors import (
+    ConfigError,
+    PlacementImpossible,
+    RemotetuneError,
+    TransportError,
+)
 from remotetune.model import (
     EventKind,
     EventLevel,
@@ -77,7 +83,7 @@ def default_backends(config: ExperimentConfig, hosts: Sequence[HostSpec],
         local_workdir=str(options.home / "host"))]
 
 
-class Controller(TrialFlow):
+class Controller(TrialFlow, LimitFlow):
     def __init__(
         self,
         config: ExperimentConfig,
@@ -128,6 +134,12 @@ class Controller(TrialFlow):
         self.inbox.put(Envelope(None))
 
     def create(self, machines_public: Sequence[dict[str, Any]] = ()) -> ExperimentRecord:
+        """Record a new experiment. Its code is checked first (symlinks out of the trial code
+        directory are refused unless ``followSymlinks``), so a refusal writes nothing."""
+        from remotetune.symlinks import check_symlinks  # imports sync: only when needed
+
+        check_symlinks(self.config.trial_code_directory, follow=self.config.follow_symlinks,
+                       file=self.config.file)
         now = self.clock.now()
         record = ExperimentRecord(
             id=self.store.new_experiment_id(),
@@ -194,12 +206,30 @@ class Controller(TrialFlow):
             backend.open(spec, self.inbox.put)
         self.tuner = self._make_tuner()
         if existing:
-            self.tuner.restore(existing)
+            self._rerun_canceled()
+            self.tuner.restore(list(book.history()))
             self._event(EventKind.EXPERIMENT, f"resumed with {len(existing)} trials in the store")
         if self.experiment.status is not ExperimentStatus.RUNNING:
             self._save_experiment(status=ExperimentStatus.RUNNING, ended_at=None, message=None)
+        self._adopt_limits()
+        self._open_requests(self.options.home)
         self._await_connections()
         self._fail_fast(bool(existing))
+
+    def _rerun_canceled(self) -> None:
+        """Trials canceled when the experiment was stopped did not use up maxTrialNumber:
+        their parameters run again (one new attempt each, queued first), within the limit."""
+        book = self._book
+        limit = self.config.max_trial_number
+        rerun = 0
+        for trial in book.canceled_to_rerun():
+            if limit is not None and book.counted() >= limit:
+                break
+            self._new_trial(self.clock.now(), retry_of=trial)
+            rerun += 1
+        if rerun:
+            self._event(EventKind.EXPERIMENT, f"re-running {rerun} trial(s) canceled when "
+                        "the experiment was stopped")
 
     def _make_tuner(self) -> Any:
         class_args = dict(self.config.tuner.class_args)
@@ -223,6 +253,10 @@ class Controller(TrialFlow):
             self._handle(item)
 
     def _fail_fast(self, resumed: bool) -> None:
+        misfit = [pair for b in self.backends for pair in b.misconfigured()]
+        if misfit and not resumed:  # a resumed one goes on with the hosts that fit
+            raise ConfigError("; ".join(f"{host}: {why}" for host, why in misfit),
+                              hint="`remotetune check` shows each host's GPUs")
         broken = [pair for b in self.backends for pair in b.unusable()]
         if broken and len(broken) == len(self.backend_of) and not resumed:
             lines = "\n".join(  # a transport error's message already names its host
@@ -245,6 +279,7 @@ class Controller(TrialFlow):
             if self.stop_mode is not None:
                 self._stop(self.stop_mode)
                 return
+            self._take_requests(now)
             self._check_lost_hosts(now)
             self._check_budgets(now)
             self._fill(now)
@@ -266,8 +301,9 @@ class Controller(TrialFlow):
     def _wait_for(self, now: float) -> float:
         """How long to block on the inbox: backends with pushed news let it sleep longer."""
         hints = [b.wait_hint(now) for b in self.backends]
-        return min((self.config.poll_interval if h is None else h for h in hints),
+        wait = min((self.config.poll_interval if h is None else h for h in hints),
                    default=self.config.poll_interval)
+        return min(wait, 0.5)  # change requests are looked at every 0.5 s
 
     def _handle(self, item: Envelope) -> None:
         if item.backend is None:

@@ -35,6 +35,7 @@ def load_or_freeze(store: Store, experiment_id: str, config: ExperimentConfig,
                    home: Path) -> Any:
     """The manifest a resumed experiment started with, or freeze the code now."""
     from remotetune import sync
+    from remotetune.symlinks import check_symlinks
 
     text = store.manifest(experiment_id)
     old_file = home / "experiments" / experiment_id / "manifest.json"
@@ -43,6 +44,8 @@ def load_or_freeze(store: Store, experiment_id: str, config: ExperimentConfig,
         store.save_manifest(experiment_id, text)
     if text is not None:
         return load_manifest(text)
+    # the controller's own check, so code driving Controller directly cannot skip it
+    check_symlinks(config.trial_code_directory, follow=config.follow_symlinks, file=config.file)
     manifest = sync.build_manifest(config.trial_code_directory,
                                    cache_file=home / "hashcache.json")
     sync.freeze(config.trial_code_directory, manifest, home / "objects")

@@ -28,6 +28,7 @@ from remotetune.metrics import SKIPPED_LINE_MARKER
 from remotetune.model import EventKind, EventLevel, TrialRecord, TrialStatus
 
 S = TrialStatus
+NO_FINAL = "exited 0 without reporting a final result"
 
 
 class TrialFlow:
@@ -176,6 +177,20 @@ class TrialFlow:
         assert r.trial_id is not None
         self._book.launching.discard(r.trial_id)
 
+    def _on_launch_refused(self, r: Report) -> None:
+        # Not started (e.g. another experiment holds its GPU): it waits, first in line.
+        assert r.trial_id is not None
+        book = self._book
+        book.launching.discard(r.trial_id)
+        self.backend_of[r.host].release(r.trial_id)
+        if book[r.trial_id].status is not S.RUNNING:  # stopped meanwhile: nothing to run
+            return
+        book.update(r.trial_id, status=S.WAITING, host=None, gpus=())
+        book.requeue_front(r.trial_id)
+        if r.message:
+            self._event(EventKind.TRIAL, f"trial {r.trial_id} waits: {r.message}",
+                        trial_id=r.trial_id, host=r.host, level=r.level)
+
     def _on_polled(self, r: Report) -> None:
         book = self._book
         for poll in r.polls:
@@ -220,11 +235,14 @@ class TrialFlow:
         if status is S.FAILED and not message:
             message = f"exited with code {code}" + (
                 f" (signal {exit_info.signal})" if exit_info.signal else "")
+        if status is S.SUCCEEDED and trial.final is None and not message:
+            message = NO_FINAL  # still SUCCEEDED, as in NNI; the tuner gets value None
         self.backend_of[host].release(trial.id)
         book.handles.pop(trial.id, None)
         trial = book.update(trial.id, status=status, exit_code=code,
                             ended_at=float(exit_info.ended or self.clock.now()), message=message)
-        level = EventLevel.ERROR if status is S.FAILED else EventLevel.INFO
+        level = EventLevel.ERROR if status is S.FAILED else (
+            EventLevel.WARNING if message == NO_FINAL else EventLevel.INFO)
         final = f" final={trial.final:.6g}" if trial.final is not None else ""
         self._event(EventKind.TRIAL, f"trial {trial.id} {status.value.lower()}{final}"
                     + (f": {message}" if message else ""), trial_id=trial.id, host=host,
@@ -338,6 +356,7 @@ _HANDLERS: dict[ReportKind, Callable[[TrialFlow, Report], None]] = {
     ReportKind.LAUNCHED: TrialFlow._on_launched,
     ReportKind.LAUNCH_FAILED: TrialFlow._on_launch_failed,
     ReportKind.LAUNCH_LOST: TrialFlow._on_launch_lost,
+    ReportKind.LAUNCH_REFUSED: TrialFlow._on_launch_refused,
     ReportKind.POLLED: TrialFlow._on_polled,
     ReportKind.TAILS: TrialFlow._on_tails,
     ReportKind.KILLED: TrialFlow._on_killed,

@@ -113,12 +113,15 @@ class BracketTuner(Tuner):
 
     def restore(self, history: Sequence[TrialRecord]) -> None:
         latest: dict[int, TrialRecord] = {}
+        first: dict[int, TrialRecord] = {}  # suggested when its first attempt was made
         for r in sorted(history, key=lambda r: (r.parameter_id, r.attempt, r.sequence)):
             latest[r.parameter_id] = r
+            first.setdefault(r.parameter_id, r)
         timed = all(r.created_at is not None for r in latest.values())
         events: list[tuple[tuple[float, int, int], str, TrialRecord]] = []
         for pid, r in latest.items():
-            start = float(r.created_at) if timed and r.created_at is not None else float(pid)
+            created = first[pid].created_at
+            start = float(created) if timed and created is not None else float(pid)
             events.append(((start, 1, pid) if timed else (start, 0, 0), "suggest", r))
             if r.status.is_finished() and r.status is not TrialStatus.LOST:
                 end = r.ended_at if timed and r.ended_at is not None else start

@@ -68,6 +68,7 @@ def header(snap: Snapshot) -> RenderableType:
         n = snap.count(status)
         if n:
             counts.append(f"{n} {label}")
+    counts.append(f"{exp.trial_concurrency} at a time")  # `remotetune update` changes it
     total = exp.max_trial_number
     if total:
         bar = ProgressBar(total=float(total), completed=float(min(done, total)), width=BAR_WIDTH)

@@ -5,12 +5,14 @@
 Reads its parameters with the trial API (``lr``, ``width``, ``dropout``; ``TRIAL_BUDGET``, when
 Hyperband or BOHB gives one, sets the number of epochs), sleeps ``--epoch-seconds`` per epoch,
 reports the curve's value after each epoch as an intermediate result and the last one as the
-final result. Standard library only.
+final result. Standard library only. The same file runs under NNI itself: when NNI starts
+it (``NNI_PLATFORM`` set, and not to ``remotetune``), it uses the real ``nni`` package.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 from pathlib import Path
@@ -22,7 +24,14 @@ import curves  # noqa: E402
 
 
 def _trial_api() -> Any:
-    """``remotetune.trial``, from a source checkout when remotetune is not installed."""
+    """The trial API: NNI's own ``nni`` package when NNI started this trial (``NNI_*`` set
+    but no ``REMOTETUNE_TRIAL_ID``: remotetune sets both), else ``remotetune.trial``, from a
+    source checkout when remotetune is not installed."""
+    by_nni = "NNI_PLATFORM" in os.environ or "NNI_TRIAL_JOB_ID" in os.environ
+    if by_nni and "REMOTETUNE_TRIAL_ID" not in os.environ:
+        import nni
+
+        return nni
     try:
         from remotetune import trial
     except ImportError:

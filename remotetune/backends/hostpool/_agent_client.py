@@ -79,7 +79,9 @@ class AgentClient:
                 with self._send_lock:
                     self._long_out = False
         if not answer.get("ok"):
-            raise AgentError(self.host, op, str(answer.get("error")), str(answer.get("kind")))
+            details = answer.get("details")
+            raise AgentError(self.host, op, str(answer.get("error")), str(answer.get("kind")),
+                             details if isinstance(details, dict) else None)
         return answer
 
     def _answer(self, request_id: int, timeout: float) -> dict[str, Any]:

@@ -79,6 +79,8 @@ class HostPoolBackend(Backend):
         self._state_interval = host_state_interval
         self._state_at: dict[str, float] = {}
         self.workers: dict[str, HostWorker] = {}
+        self._refused: dict[str, str] = {}  # host -> the last launch refusal told
+        self._misfit: dict[str, str] = {}  # host -> why its machines entry does not fit it
         self._spec: OpenSpec | None = None
         self._handlers: dict[Op, Callable[[HostWorker, Completion, float], list[Report]]] = {
             Op.CONNECT: self._on_connect,
@@ -130,6 +132,9 @@ class HostPoolBackend(Backend):
     def unusable(self) -> tuple[tuple[str, str], ...]:
         return tuple((w.name, w.message or "") for w in self.workers.values()
                      if w.status is not HostStatus.READY)
+
+    def misconfigured(self) -> tuple[tuple[str, str], ...]:
+        return tuple(self._misfit.items())
 
     def close(self) -> None:
         for worker in self.workers.values():
@@ -291,16 +296,13 @@ class HostPoolBackend(Backend):
     def _on_connect(self, worker: HostWorker, item: Completion, now: float) -> list[Report]:
         worker.connect_in_flight = False
         if item.error is not None:
-            repeated = worker.status is HostStatus.BROKEN and worker.message == str(item.error)
-            worker.status = HostStatus.BROKEN
-            worker.message = str(item.error)
-            worker.next_connect_at = now + BROKEN_RETRY
-            worker.session.close()
-            self.slots.set_reachable(worker.name, False)
-            message = None if repeated else f"{worker.name} cannot be used: {item.error}"
-            return [Report(ReportKind.HOST_EVENT, worker.name, message=message,
-                           level=EventLevel.ERROR)]
+            return self._broken(worker, str(item.error), now)
         info, snapshot, gpus = item.result
+        lacking = missing_gpus(worker.spec, gpus)
+        if lacking is not None:
+            self._misfit[worker.name] = lacking
+            return self._broken(worker, lacking, now)
+        self._misfit.pop(worker.name, None)
         was_down = worker.status is HostStatus.UNREACHABLE
         worker.status = HostStatus.READY
         worker.message = None
@@ -312,6 +314,18 @@ class HostPoolBackend(Backend):
         verb = "back" if was_down else "ready"
         return [Report(ReportKind.HOST_READY, worker.name,
                        message=f"{worker.name} {verb}: {info.hostname}, Python {info.python}")]
+
+    def _broken(self, worker: HostWorker, why: str, now: float) -> list[Report]:
+        """The host cannot be used (tried again every BROKEN_RETRY seconds)."""
+        repeated = worker.status is HostStatus.BROKEN and worker.message == why
+        worker.status = HostStatus.BROKEN
+        worker.message = why
+        worker.next_connect_at = now + BROKEN_RETRY
+        worker.session.close()
+        self.slots.set_reachable(worker.name, False)
+        message = None if repeated else f"{worker.name} cannot be used: {why}"
+        return [Report(ReportKind.HOST_EVENT, worker.name, message=message,
+                       level=EventLevel.ERROR)]
 
     def _apply_gpus(self, worker: HostWorker, report: GpuReport | None) -> None:
         if report is None:
@@ -327,13 +341,27 @@ class HostPoolBackend(Backend):
         return []
 
     def _on_launch(self, worker: HostWorker, item: Completion, now: float) -> list[Report]:
-        if item.error is not None:
+        error = item.error
+        if isinstance(error, AgentError) and error.kind == "GpuReserved":
+            # Another controller's trial holds the GPU: busy, not broken (no cordon).
+            gpu, holders = error.details.get("gpu"), error.details.get("holders", 1)
+            names = error.details.get("experiments") or ["another experiment"]
+            who = "experiment " + ", ".join(map(str, names))
+            if isinstance(gpu, int) and isinstance(holders, int):
+                self.slots.reserved_elsewhere(worker.name, gpu, holders, who)
+            message = f"{worker.name}: {error.detail}"
+            repeated = self._refused.get(worker.name) == message
+            self._refused[worker.name] = message
+            return [Report(ReportKind.LAUNCH_REFUSED, worker.name, item.token,
+                           message=None if repeated else message, level=EventLevel.INFO)]
+        if error is not None:
             # A host that cannot start trials (disk full, workdir gone) takes no new ones
             # for a while, so it does not eat the trial budget; its running trials go on.
             worker.cordoned_until = now + CORDON_SECONDS
             self.slots.set_reachable(worker.name, False)
             return [Report(ReportKind.LAUNCH_FAILED, worker.name, item.token,
                            message=str(item.error), level=EventLevel.ERROR)]
+        self._refused.pop(worker.name, None)
         return [Report(ReportKind.LAUNCHED, worker.name, item.token, launch=item.result)]
 
     def _on_poll(self, worker: HostWorker, item: Completion, now: float) -> list[Report]:
@@ -356,6 +384,10 @@ class HostPoolBackend(Backend):
         return [Report(ReportKind.TAILS, worker.name, item.token, stdout=stdout, stderr=stderr)]
 
     # ------------------------------------------------------------------ host states
+
+    def set_concurrency(self, concurrency: int) -> None:
+        self._default_slots = concurrency
+        self.slots.set_default_slots(concurrency)
 
     def host_state(self, experiment_id: str, host: str, now: float) -> HostState:
         worker = self.workers[host]
@@ -384,3 +416,18 @@ def _kill_and_wait(session: HostSession, groups: list[tuple[int, str]], grace: f
         session.kill(pgid, grace, trial_dir=trial_dir)
     for pgid, trial_dir in groups:
         session.kill(pgid, grace, wait=True, trial_dir=trial_dir)
+
+
+def missing_gpus(spec: HostSpec, report: GpuReport | None) -> str | None:
+    """Why ``gpuIndices`` cannot be right for this host (it names a GPU that nvidia-smi
+    does not report), or None. A host whose GPUs are unknown is judged by the slot table."""
+    if not spec.gpu_indices or report is None or report.gpus is None:
+        return None
+    have = sorted(g.index for g in report.gpus)
+    absent = [i for i in spec.gpu_indices if i not in have]
+    if not absent:
+        return None
+    names = ", ".join(map(str, absent))
+    has = f"GPUs {', '.join(map(str, have))}" if have else "no GPU"
+    return (f"gpuIndices names GPU {names}, which {spec.name} does not have (nvidia-smi "
+            f"reports {has}); fix gpuIndices in the machines file")

@@ -47,6 +47,9 @@ def trial_files(session: HostSession, experiment_id: str, launch: LaunchSpec,
         # virtualenv, with the trial's packages), as it would be in the user's shell.
         prepend["PATH"] = os.path.dirname(sys.executable)
     trial = launch.trial
+    gpus = launch.placement.gpus if launch.placement.cuda_visible_devices is not None else ()
+    reserve = {"indices": list(gpus), "per_gpu": spec.max_trials_per_gpu,
+               "experiment": experiment_id, "trial": trial.id} if gpus else None
     return launch_files(
         parameters=dict(trial.parameters),
         parameter_id=trial.parameter_id,
@@ -57,4 +60,5 @@ def trial_files(session: HostSession, experiment_id: str, launch: LaunchSpec,
         prepend_env=prepend,
         max_duration=launch.max_duration,
         kill_grace=launch.kill_grace,
+        reserve=reserve,
     )

@@ -289,8 +289,12 @@ def launch_files(
     prepend_env: dict[str, str] | None = None,
     max_duration: float | None,
     kill_grace: float,
+    reserve: dict[str, Any] | None = None,
 ) -> dict[str, str]:
-    """The files a trial directory starts with (the agent writes them, then launches)."""
+    """The files a trial directory starts with (the agent writes them, then launches).
+
+    ``reserve``: the GPUs the agent reserves for the trial on the host (``_host/gpulocks``).
+    """
     launch = {
         "cwd": cwd,
         "env": env,
@@ -299,6 +303,8 @@ def launch_files(
         "max_duration": max_duration,
         "kill_grace": kill_grace,
     }
+    if reserve:
+        launch["reserve"] = reserve
     params = {"parameter_id": parameter_id, "parameters": parameters}
     return {
         "parameters.json": json.dumps(params, sort_keys=True),

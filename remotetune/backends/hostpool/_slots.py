@@ -121,6 +121,9 @@ class _Host:
     error: str | None = None  # why the GPUs are unknown
     trials: dict[str, Placement] = field(default_factory=dict)  # in placement order
     ours_since_reading: set[int] = field(default_factory=set)  # GPUs our trials used lately
+    # GPU -> (holders, who): reserved on the host by other experiments' trials, as a refused
+    # launch said; forgotten at the next GPU reading (the next launch there asks again)
+    foreign: dict[int, tuple[int, str]] = field(default_factory=dict)
 
     def counts(self) -> dict[int, int]:
         counts: dict[int, int] = {}
@@ -150,16 +153,24 @@ class _Host:
         ours = counts.get(gpu.index, 0) > 0 or gpu.index in self.ours_since_reading
         return not self.spec.use_active_gpu and not ours and self.active(gpu)
 
+    def load(self, counts: dict[int, int]) -> dict[int, int]:
+        """Trials on each GPU: ours plus those other experiments reserved."""
+        load = dict(counts)
+        for gpu, (holders, _) in self.foreign.items():
+            load[gpu] = load.get(gpu, 0) + holders
+        return load
+
     def free_gpus(self) -> list[GpuInfo]:
         """GPUs that can take one more trial now, best first (emptiest, idle, lowest index)."""
         counts = self.counts()
+        load = self.load(counts)
         limit = self.spec.max_trials_per_gpu
         free = [
             g
             for g in self.eligible()
-            if counts.get(g.index, 0) < limit and not self.blocked_by_others(g, counts)
+            if load.get(g.index, 0) < limit and not self.blocked_by_others(g, counts)
         ]
-        return sorted(free, key=lambda g: (counts.get(g.index, 0), self.active(g), g.index))
+        return sorted(free, key=lambda g: (load.get(g.index, 0), self.active(g), g.index))
 
 
 class SlotTable:
@@ -203,6 +214,12 @@ class SlotTable:
         state.gpus = None if gpus is None else tuple(sorted(gpus, key=lambda g: g.index))
         state.error = error if gpus is None else None
         state.ours_since_reading = set(state.counts())
+        state.foreign = {}
+
+    def reserved_elsewhere(self, host: str, gpu: int, holders: int, who: str) -> None:
+        """A launch on ``gpu`` was refused: other experiments' trials hold it (``holders``
+        of them). It counts as that full until the next GPU reading."""
+        self._host(host).foreign[gpu] = (max(1, holders), who)
 
     def set_reachable(self, host: str, reachable: bool) -> None:
         """Unreachable hosts keep their trials but take no new ones."""
@@ -212,6 +229,12 @@ class SlotTable:
 
     def _gpu_mode(self) -> bool:
         return bool(self._gpu_number)
+
+    def set_default_slots(self, slots: int) -> None:
+        """The capacity of a host without ``slots:`` (``trialConcurrency``) changed."""
+        if slots < 0:
+            raise ValueError(f"default_slots must be >= 0, got {slots}")
+        self._default_slots = slots
 
     def _slots(self, state: _Host) -> int:
         spec_slots = state.spec.slots
@@ -389,12 +412,15 @@ class SlotTable:
         limit = state.spec.max_trials_per_gpu
         busy: list[GpuInfo] = []
         full: list[int] = []
+        clauses = [f"GPU {gpu} reserved by {who}" for gpu, (_, who) in
+                   sorted(state.foreign.items())]
+        load = state.load(counts)
         for gpu in state.eligible():
-            if counts.get(gpu.index, 0) >= limit:
-                full.append(gpu.index)
+            if load.get(gpu.index, 0) >= limit:
+                if gpu.index not in state.foreign:
+                    full.append(gpu.index)
             elif state.blocked_by_others(gpu, counts):
                 busy.append(gpu)
-        clauses = []
         if busy:
             readings = []
             last_label = ""

@@ -32,9 +32,9 @@ import threading
 import time
 
 try:  # on hosts: the shipped bundle; in the controller's own tree: the package
-    from remotetune._host import reads, watch  # type: ignore[attr-defined]
+    from remotetune._host import gpulocks, reads, watch  # type: ignore[attr-defined]
 except ImportError:
-    from remotetune.backends.hostpool._host import reads, watch
+    from remotetune.backends.hostpool._host import gpulocks, reads, watch
 
 SETUP_FAILED_EXIT = 254
 
@@ -151,6 +151,7 @@ def _run_launcher(trial_dir: str, spec: dict, report_fd: int) -> None:
             json.dumps({"code": 127, "signal": None, "ended": time.time(),
                         "reason": "launch failed: %s" % exc}).encode(),
         )
+        gpulocks.release(spec.get("gpu_locks", ()))
         os.write(report_fd, json.dumps({"error": str(exc)}).encode())
         return
     info = {
@@ -163,6 +164,7 @@ def _run_launcher(trial_dir: str, spec: dict, report_fd: int) -> None:
         "launcher_ticks": _start_ticks(os.getpid()),
     }
     write_atomic(os.path.join(trial_dir, "pid.json"), json.dumps(info).encode())
+    gpulocks.bind(spec.get("gpu_locks", ()), info)  # the GPUs are this trial's now
     os.write(report_fd, json.dumps(info).encode())
     os.close(report_fd)
     out.close()
@@ -177,6 +179,8 @@ def _run_launcher(trial_dir: str, spec: dict, report_fd: int) -> None:
               "ended": ended, "reason": reason}
     if code == SETUP_FAILED_EXIT:
         result["reason"] = "setup failed"
+    # The GPUs go back before exit.json tells the controller: its next trial finds them free.
+    gpulocks.release(spec.get("gpu_locks", ()))
     write_atomic(os.path.join(trial_dir, "exit.json"), json.dumps(result).encode())
 
 
@@ -286,7 +290,15 @@ def op_launch(workdir: str, req: dict, payload):
         spec = json.loads(f.read().decode("utf-8"))
     if os.path.exists(os.path.join(trial_dir, "pid.json")):
         raise RuntimeError("trial already launched in %s" % trial_dir)
-    return launch(trial_dir, spec)
+    if spec.get("reserve"):  # its GPUs, shared with other controllers (gpulocks.py)
+        spec["gpu_locks"] = gpulocks.reserve(
+            workdir, dict(spec["reserve"], dir=trial_dir), _pid_alive, _same_process,
+            _start_ticks(os.getpid()))
+    try:
+        return launch(trial_dir, spec)
+    except BaseException:
+        gpulocks.release(spec.get("gpu_locks", ()))
+        raise
 
 
 def _poll_once(workdir: str, req: dict) -> list:
@@ -331,13 +343,6 @@ def _trial_alive(pid_info: dict) -> bool:
         _pid_alive(launcher) and _same_process(launcher, pid_info.get("launcher_ticks")))
 
 
-def _news(result: dict) -> bool:
-    """Whether a trial's poll result has something for the controller now."""
-    return bool(result["lines"] or result["skipped"] or result["more"]
-                or result["exit"] is not None or result["alive"] is False
-                or not result["exists"])
-
-
 # Whether a request waits on the agent's input (set by serve); a long poll ends early then.
 _PENDING = [lambda: False]
 
@@ -346,7 +351,7 @@ def op_poll(workdir: str, req: dict, payload):
     """Read every trial's news; with ``wait``, wait up to that long for some (see watch)."""
     results = _poll_once(workdir, req)
     deadline = time.monotonic() + min(float(req.get("wait") or 0), 30.0)
-    while results and not any(_news(r) for r in results) and time.monotonic() < deadline:
+    while results and not any(watch.news(r) for r in results) and time.monotonic() < deadline:
         trials = [(_abspath(workdir, r["dir"]), r["pid"]) for r in results]  # alive ones
         why = watch.wait_change(trials, deadline - time.monotonic(),
                                 float(req.get("every", 0.005)), _PENDING[0], _trial_alive)
@@ -473,7 +478,7 @@ def serve(workdir: str, stdin=None, stdout=None) -> None:
             return
         except Exception as exc:  # noqa: BLE001 - every failure goes back to the controller
             answer = {"id": req_id, "ok": False, "error": str(exc) or repr(exc),
-                      "kind": type(exc).__name__}
+                      "kind": type(exc).__name__, "details": getattr(exc, "details", None)}
         stdout.write(json.dumps(answer).encode("utf-8") + b"\n")
         stdout.flush()
         reap_children()
