@@ -63,6 +63,7 @@ class HostWorker:
     poll_in_flight: bool = False
     polling: frozenset[str] = frozenset()  # the trials of the poll in flight
     poll_woken: bool = False  # asked to end early already
+    next_poll_at: float = 0.0  # for backends that poll on a clock (Slurm); host pools do not
     tails_due: list[str] = field(default_factory=list)  # trials whose tails to fetch
     gpu_in_flight: bool = False
     next_gpu_at: float = 0.0
