@@ -212,6 +212,14 @@ class Backend(abc.ABC):
     def tick(self, now: float, running: Sequence[PollRequest]) -> None:
         """Periodic work: poll the running trials (batched per host), refresh, reconnect."""
 
+    def wait_hint(self, now: float) -> float | None:
+        """How long the controller may block on its inbox before the next ``tick``.
+
+        ``None`` (the default): the experiment's ``pollInterval``, for a backend whose
+        ``tick`` polls. A backend whose news reaches the inbox on its own answers longer.
+        """
+        return None
+
     @abc.abstractmethod
     def handle(self, payload: Any, now: float) -> Sequence[Report]:
         """Turn one of this backend's inbox items into typed reports."""

@@ -292,7 +292,6 @@ class Controller(AssessFlow, TrialFlow, LimitFlow):
     # ------------------------------------------------------------------ loop
 
     def _loop(self) -> None:
-        wait = min(self.config.poll_interval, 0.5)  # change requests are looked at every 0.5 s
         while True:
             now = self.clock.now()
             if self.stop_mode is not None:
@@ -306,15 +305,23 @@ class Controller(AssessFlow, TrialFlow, LimitFlow):
             if self._done():
                 self._finish(ExperimentStatus.DONE, self._done_message())
                 return
-            item = self.clock.wait(self.inbox, wait)
+            item = self.clock.wait(self.inbox, self._wait_for(now))
             if item is None:
                 continue
-            self._handle(item)
-            while True:  # drain what else is ready before the next turn
-                try:
-                    self._handle(self.inbox.get_nowait())
-                except queue.Empty:
-                    break
+            with self.store.batch():  # one transaction for all that came in this turn
+                self._handle(item)
+                while True:  # drain what else is ready before the next turn
+                    try:
+                        self._handle(self.inbox.get_nowait())
+                    except queue.Empty:
+                        break
+
+    def _wait_for(self, now: float) -> float:
+        """How long to block on the inbox: backends with pushed news let it sleep longer."""
+        hints = [b.wait_hint(now) for b in self.backends]
+        wait = min((self.config.poll_interval if h is None else h for h in hints),
+                   default=self.config.poll_interval)
+        return min(wait, 0.5)  # change requests are looked at every 0.5 s
 
     def _handle(self, item: Envelope) -> None:
         if item.backend is None:

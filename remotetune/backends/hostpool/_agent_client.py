@@ -10,20 +10,29 @@ import threading
 from typing import Any
 
 from remotetune.backends.hostpool._probe import last_line
-from remotetune.errors import AgentError, HostUnreachable, RemoteSetupError
+from remotetune.errors import AgentError, HostUnreachable, RemoteSetupError, TransportError
 from remotetune.transport.base import AgentChannel
 
 log = logging.getLogger(__name__)
 
 
 class AgentClient:
-    """Request/response over one channel. One call at a time (a lock serialises callers)."""
+    """Request/response over one channel. One call at a time (a lock serialises callers).
+
+    A long poll (``poll`` with ``wait``) ends early when anything else reaches the agent;
+    :meth:`wake` lets another thread end it: it sends an empty line (which the agent
+    skips) while a long call is out, and turns the next long call into a short one when
+    none is out yet. Sends are serialised by their own lock, so a wake never cuts a request.
+    """
 
     def __init__(self, channel: AgentChannel, host: str, *, ready_timeout: float = 30.0) -> None:
         self.channel = channel
         self.host = host
         self._ids = itertools.count(1)
         self._lock = threading.Lock()
+        self._send_lock = threading.Lock()
+        self._long_out = False  # a long poll is out (its answer not read yet)
+        self._woken = False  # a wake came while no long poll was out
         first = self._readline(ready_timeout)
         try:
             hello = json.loads(first)
@@ -52,25 +61,51 @@ class AgentClient:
         self, op: str, *, payload: bytes | None = None, timeout: float = 60.0, **fields: Any
     ) -> dict[str, Any]:
         request: dict[str, Any] = {"id": next(self._ids), "op": op, **fields}
-        if payload is not None:
-            request["size"] = len(payload)
-        data = json.dumps(request).encode("utf-8") + b"\n"
+        long = bool(fields.get("wait"))
         with self._lock:
-            self.channel.send(data + payload if payload else data)
-            while True:
-                line = self._readline(timeout)
-                try:
-                    answer = json.loads(line)
-                except ValueError:
-                    log.warning("%s: agent printed a non-protocol line: %r", self.host, line[:200])
-                    continue
-                if answer.get("id") == request["id"]:
-                    break
+            with self._send_lock:
+                if long and self._woken:
+                    request["wait"] = 0  # something waits behind us: do not linger
+                if long:
+                    self._woken = False
+                self._long_out = long and bool(request["wait"])
+                if payload is not None:
+                    request["size"] = len(payload)
+                data = json.dumps(request).encode("utf-8") + b"\n"
+                self.channel.send(data + payload if payload else data)
+            try:
+                answer = self._answer(request["id"], timeout)
+            finally:
+                with self._send_lock:
+                    self._long_out = False
         if not answer.get("ok"):
             details = answer.get("details")
             raise AgentError(self.host, op, str(answer.get("error")), str(answer.get("kind")),
                              details if isinstance(details, dict) else None)
         return answer
+
+    def _answer(self, request_id: int, timeout: float) -> dict[str, Any]:
+        while True:
+            line = self._readline(timeout)
+            try:
+                answer = json.loads(line)
+            except ValueError:
+                log.warning("%s: agent printed a non-protocol line: %r", self.host, line[:200])
+                continue
+            if answer.get("id") == request_id:
+                return dict(answer)
+
+    def wake(self) -> None:
+        """End a long poll now (any thread); a closed channel is left to the caller's op."""
+        with self._send_lock:
+            if not self._long_out:
+                self._woken = True
+                return
+            try:
+                self.channel.send(b"\n")
+            except TransportError:
+                pass
+            self._long_out = False
 
     def close(self) -> None:
         self.channel.close()

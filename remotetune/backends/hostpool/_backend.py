@@ -40,6 +40,8 @@ from remotetune.model import EventLevel, HostSpec, HostState, Placement, TrialRe
 
 BROKEN_RETRY = 60.0  # seconds between attempts on a host that needs the user
 CORDON_SECONDS = 30.0  # no new trials on a host after it failed to launch one
+LONG_POLL = 1.0  # seconds a host's agent may hold a poll that has no news (docs/protocol.md)
+IDLE_WAIT = 0.25  # the controller's longest sleep: budgets, host states, reconnects
 
 # Errors that need the user (wrong credentials, host key, no Python): retrying cannot help.
 _FATAL_ERRORS = (AuthenticationFailed, HostKeyError, RemoteSetupError, SyncError)
@@ -64,13 +66,15 @@ class HostPoolBackend(Backend):
         host_state_interval: float = 1.0,
         local_workdir: str | None = None,
         session_factory: Callable[..., HostSession] = HostSession,
+        long_poll: float = LONG_POLL,
     ) -> None:
         self._specs = list(hosts)
         self._session_factory = session_factory
         self._local_workdir = local_workdir
         self.slots = SlotTable(self._specs, trial_gpu_number, default_slots=default_slots)
         self._default_slots = default_slots
-        self._poll_interval = poll_interval
+        self._poll_interval = poll_interval  # unused by long polls; kept for the interface
+        self._long_poll = long_poll
         self._gpu_refresh = gpu_refresh
         self._state_interval = host_state_interval
         self._state_at: dict[str, float] = {}
@@ -201,9 +205,8 @@ class HostPoolBackend(Backend):
         return sent
 
     def fetch_tails(self, trial_id: str, host: str) -> None:
-        worker = self.workers[host]
-        worker.submit(Op.TAILS, worker.session.tails, self._relative_dir(trial_id),
-                      token=trial_id)
+        """Sent at the next tick, after the launches of this turn: a refill goes first."""
+        self.workers[host].tails_due.append(trial_id)
 
     # ------------------------------------------------------------------ periodic work
 
@@ -213,19 +216,37 @@ class HostPoolBackend(Backend):
             by_host.setdefault(request.handle.host, []).append(request)
         for name, worker in self.workers.items():
             self._reconnect(worker, now)
+            while worker.tails_due:  # a host that is down answers them with errors
+                trial_id = worker.tails_due.pop(0)
+                worker.submit(Op.TAILS, worker.session.tails, self._relative_dir(trial_id),
+                              token=trial_id)
             if worker.status is not HostStatus.READY:
                 continue
-            requests = by_host.get(name, [])
-            if requests and not worker.poll_in_flight and now >= worker.next_poll_at:
-                items = [PollItem(r.handle.trial_id, self._relative_dir(r.handle.trial_id),
-                                  r.offset) for r in requests]
-                worker.poll_in_flight = True
-                worker.next_poll_at = now + self._poll_interval
-                worker.submit(Op.POLL, worker.session.poll, items)
+            self._poll(worker, by_host.get(name, []))
             if not worker.gpu_in_flight and now >= worker.next_gpu_at:
                 worker.gpu_in_flight = True
                 worker.next_gpu_at = now + self._gpu_refresh
                 worker.submit(Op.GPUS, worker.session.gpus)
+
+    def _poll(self, worker: HostWorker, requests: list[PollRequest]) -> None:
+        """Keep one long poll out per host, over the trials the controller wants polled."""
+        wanted = frozenset(r.handle.trial_id for r in requests)
+        if worker.poll_in_flight:
+            if not wanted <= worker.polling and not worker.poll_woken:
+                worker.poll_woken = True
+                worker.session.wake()  # a new trial: ask again with it
+            return
+        if not requests:
+            return
+        items = [PollItem(r.handle.trial_id, self._relative_dir(r.handle.trial_id), r.offset)
+                 for r in requests]
+        worker.poll_in_flight, worker.polling, worker.poll_woken = True, wanted, False
+        worker.submit(Op.POLL, functools.partial(worker.session.poll, items,
+                                                 wait=self._long_poll))
+
+    def wait_hint(self, now: float) -> float | None:
+        """How long the controller may block on its inbox: news comes in on its own."""
+        return IDLE_WAIT
 
     def _reconnect(self, worker: HostWorker, now: float) -> None:
         if worker.cordoned_until and now >= worker.cordoned_until:

@@ -36,6 +36,7 @@ log = logging.getLogger(__name__)
 
 DEFAULT_WORKDIR = "~/.remotetune/hosts"
 METRIC_LINE_LIMIT = 16 << 20  # longer metric lines are skipped with a warning
+WATCH_EVERY = 0.005  # seconds between the agent's stat checks during a long poll
 
 
 def make_transport(spec: HostSpec) -> Transport:
@@ -191,7 +192,10 @@ class HostSession:
         return _started(trial_id, self.name, info)
 
     def poll(self, items: Sequence[PollItem], max_bytes: int = 1 << 20,
-             line_limit: int = METRIC_LINE_LIMIT) -> list[TrialPoll]:
+             line_limit: int = METRIC_LINE_LIMIT, wait: float = 0.0) -> list[TrialPoll]:
+        """Every trial's news; with ``wait``, the agent answers when some came (a long poll,
+        docs/protocol.md), when another request reaches it (:meth:`wake`), or after ``wait``.
+        """
         if not items:
             return []
         answer = self._agent().call(
@@ -199,10 +203,18 @@ class HostSession:
             trials=[{"dir": i.trial_dir, "offset": i.offset} for i in items],
             max_bytes=max_bytes,
             line_limit=line_limit,
-            timeout=60,
+            wait=wait,
+            every=WATCH_EVERY,
+            timeout=60 + wait,
         )
         return [_poll_result(item.trial_id, self.name, r, line_limit)
                 for item, r in zip(items, answer["trials"], strict=True)]
+
+    def wake(self) -> None:
+        """End the long poll in flight, if any, so the next operation runs now (any thread)."""
+        agent = self.agent
+        if agent is not None:
+            agent.wake()
 
     def kill(
         self, pgid: int, grace: float, *, wait: bool = False, trial_dir: str | None = None

@@ -4,7 +4,9 @@ The host pool backend submits operations (connect, launch, poll, kill, ...) to a
 worker; each runs on that host's own thread and its outcome comes back as a
 :class:`Completion` through ``sink`` (the controller's inbox), to be handed back to the
 backend on the controller's thread. Operations of one host run one at a time
-(the agent channel is a single pipe); hosts run in parallel.
+(the agent channel is a single pipe); hosts run in parallel. A host's poll is a long poll
+that the agent answers when something changed; submitting any other operation wakes it,
+so launches, kills and tails never wait behind it.
 """
 
 from __future__ import annotations
@@ -59,7 +61,10 @@ class HostWorker:
     backoff: float = 1.0
     connect_in_flight: bool = False
     poll_in_flight: bool = False
-    next_poll_at: float = 0.0
+    polling: frozenset[str] = frozenset()  # the trials of the poll in flight
+    poll_woken: bool = False  # asked to end early already
+    next_poll_at: float = 0.0  # for backends that poll on a clock (Slurm); host pools do not
+    tails_due: list[str] = field(default_factory=list)  # trials whose tails to fetch
     gpu_in_flight: bool = False
     next_gpu_at: float = 0.0
     cordoned_until: float = 0.0  # takes no new trials before this time
@@ -86,6 +91,8 @@ class HostWorker:
             self.sink(Completion(self.name, op, token, result, error))
 
         self._executor.submit(job)
+        if op is not Op.POLL and self.poll_in_flight:
+            self.session.wake()  # a long poll must not hold this operation back
 
     def mark_unreachable(self, now: float, message: str) -> None:
         if self.status is not HostStatus.UNREACHABLE:
@@ -101,6 +108,7 @@ class HostWorker:
     def shutdown(self, wait: bool = False) -> None:
         if self._executor is not None:
             self._executor.submit(self.session.close)
+            self.session.wake()  # a long poll in flight answers now; close runs next
             self._executor.shutdown(wait=wait, cancel_futures=not wait)
             self._executor = None
         elif wait:

@@ -32,9 +32,9 @@ import threading
 import time
 
 try:  # on hosts: the shipped bundle; in the controller's own tree: the package
-    from remotetune._host import gpulocks, reads  # type: ignore[attr-defined]
+    from remotetune._host import gpulocks, reads, watch  # type: ignore[attr-defined]
 except ImportError:
-    from remotetune.backends.hostpool._host import gpulocks, reads
+    from remotetune.backends.hostpool._host import gpulocks, reads, watch
 
 SETUP_FAILED_EXIT = 254
 
@@ -301,7 +301,7 @@ def op_launch(workdir: str, req: dict, payload):
         raise
 
 
-def op_poll(workdir: str, req: dict, payload):
+def _poll_once(workdir: str, req: dict) -> list:
     max_bytes = int(req.get("max_bytes", 1 << 20))
     results = []
     for item in req["trials"]:
@@ -315,9 +315,7 @@ def op_poll(workdir: str, req: dict, payload):
         )
         alive = None
         if exit_info is None and pid_info:
-            pgid, launcher = int(pid_info["pgid"]), pid_info.get("launcher_pid")
-            alive = (group_alive(pgid) and _same_process(pgid, pid_info.get("ticks"))) or (
-                _pid_alive(launcher) and _same_process(launcher, pid_info.get("launcher_ticks")))
+            alive = _trial_alive(pid_info)
             if not alive:  # it may have finished between our two reads
                 exit_info = reads.valid_exit(reads.read_json(os.path.join(trial_dir, "exit.json")))
                 if exit_info is not None:
@@ -336,6 +334,32 @@ def op_poll(workdir: str, req: dict, payload):
             "alive": alive,
             "exists": os.path.isdir(trial_dir),
         })
+    return results
+
+
+def _trial_alive(pid_info: dict) -> bool:
+    pgid, launcher = int(pid_info["pgid"]), pid_info.get("launcher_pid")
+    return (group_alive(pgid) and _same_process(pgid, pid_info.get("ticks"))) or (
+        _pid_alive(launcher) and _same_process(launcher, pid_info.get("launcher_ticks")))
+
+
+# Whether a request waits on the agent's input (set by serve); a long poll ends early then.
+_PENDING = [lambda: False]
+
+
+def op_poll(workdir: str, req: dict, payload):
+    """Read every trial's news; with ``wait``, wait up to that long for some (see watch)."""
+    results = _poll_once(workdir, req)
+    deadline = time.monotonic() + min(float(req.get("wait") or 0), 30.0)
+    while results and not any(watch.news(r) for r in results) and time.monotonic() < deadline:
+        trials = [(_abspath(workdir, r["dir"]), r["pid"]) for r in results]  # alive ones
+        why = watch.wait_change(trials, deadline - time.monotonic(),
+                                float(req.get("every", 0.005)), _PENDING[0], _trial_alive)
+        if why == "timeout":
+            break
+        results = _poll_once(workdir, req)
+        if why == "request":
+            break
     return {"trials": results, "time": time.time()}
 
 
@@ -365,8 +389,6 @@ def op_kill(workdir: str, req: dict, payload):
         return {"alive": not gone}
     threading.Thread(target=_terminate_group, args=(pgid, grace), daemon=True).start()
     return {"alive": True}
-
-
 
 
 def op_tail(workdir: str, req: dict, payload):
@@ -430,7 +452,8 @@ def _read_exact(stream, size: int) -> bytes:
 
 
 def serve(workdir: str, stdin=None, stdout=None) -> None:
-    stdin = stdin or sys.stdin.buffer
+    stdin = watch.Input(stdin or sys.stdin.buffer)
+    _PENDING[0] = stdin.pending
     stdout = stdout or sys.stdout.buffer
     signal.signal(signal.SIGHUP, signal.SIG_IGN)
     stdout.write(b'{"id": 0, "ok": true, "ready": true}\n')

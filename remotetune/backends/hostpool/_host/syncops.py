@@ -194,6 +194,8 @@ def op_sync_missing(workdir: str, req: dict, payload) -> dict:
     objects, _ = _dirs(workdir)
     missing = _missing(objects, entries)
     if missing:
+        _MANIFESTS.clear()  # one snapshot syncs at a time per agent
+        _MANIFESTS[digest] = entries  # sync_materialize needs it sent only once
         return {"path": None, "missing": missing}
     answer = materialize(workdir, digest, entries)
     answer["missing"] = []
@@ -212,7 +214,19 @@ def op_sync_materialize(workdir: str, req: dict, payload) -> dict:
     final = os.path.join(snapshots, digest)
     if os.path.isdir(final):
         return {"path": final, "created": False, "linked": 0, "copied": 0}
-    return materialize(workdir, digest, parse_manifest(payload, digest))
+    if payload:
+        entries = parse_manifest(payload, digest)
+    elif digest in _MANIFESTS:
+        entries = _MANIFESTS[digest]
+    else:
+        return {"path": None, "need_manifest": True}
+    answer = materialize(workdir, digest, entries)
+    _MANIFESTS.pop(digest, None)
+    return answer
+
+
+# Manifests received by sync_missing, by digest, for the sync_materialize that follows.
+_MANIFESTS: dict = {}
 
 
 OPS = {
