@@ -86,6 +86,9 @@ def test_job_slots_follow_max_jobs_and_gpu_limits(tmp_path: Any) -> None:
         def close(self) -> None:
             pass
 
+        def wake(self) -> None:  # HostSession's: ends a long poll in flight
+            pass
+
     hosts = [HostSpec("a", slurm=SlurmSpec(max_jobs=1)), HostSpec("b", slurm=SlurmSpec()),
              HostSpec("plain")]
     backend = SlurmBackend(hosts, trial_gpu_number=2, default_max_jobs=2, poll_interval=0.1,
