@@ -98,8 +98,9 @@ _PROBE_PY = (
     "    s=os.statvfs(d); out['free']=s.f_bavail*s.f_frsize\n"
     "  except OSError:\n"
     "    pass\n"
-    "sys.stdout.write(json.dumps(out)+'\\n')\n"
+    "if __name__=='__main__':sys.stdout.write(json.dumps(out)+'\\n')\n"
 )
+PROBE_PY = _PROBE_PY  # the agent's hello runs it in-process (hostpool._session)
 CHECK_MARK = "@@remotetune-check"
 
 

@@ -55,6 +55,13 @@ def parse_probe(text: str) -> HostFacts:
     return HostFacts(output=text)
 
 
+def facts_of(value: Any) -> HostFacts:
+    """The facts of a probe run inside the agent (its ``out`` dict)."""
+    if isinstance(value, dict) and "version" in value:
+        return _facts(value)
+    return HostFacts(output=f"the agent's probe answered {value!r}")
+
+
 def _facts(value: dict[str, Any]) -> HostFacts:
     free = value.get("free")
     return HostFacts(

@@ -25,7 +25,13 @@ from remotetune.backends._base import (
 )
 from remotetune.backends.hostpool import _bundle as hostlib
 from remotetune.backends.hostpool._agent_client import AgentClient
-from remotetune.backends.hostpool._probe import HostFacts, last_line, parse_probe, probe_problem
+from remotetune.backends.hostpool._probe import (
+    HostFacts,
+    facts_of,
+    last_line,
+    parse_probe,
+    probe_problem,
+)
 from remotetune.backends.hostpool._slots import NVIDIA_SMI_ARGS, parse_nvidia_smi
 from remotetune.errors import RemoteSetupError, TransportError
 from remotetune.metrics import skipped_line
@@ -104,7 +110,6 @@ class HostSession:
         transport = self._factory(self.spec)
         self.transport = transport
         transport.connect()
-        self._probe(transport)
         digest, tar = hostlib.bundle()
         lib_dir = posixpath.join(self.workdir_setting, "lib", digest)
         self._lib_relative = f"lib/{digest}"
@@ -112,12 +117,19 @@ class HostSession:
             commands.install_lib_command(self.python, lib_dir), stdin=tar, timeout=60
         )
         if not result.ok:
+            self._probe(transport)  # says what is wrong in `check`'s words, if it can
             raise self._setup_error(result.exit_code, result.stderr or result.stdout)
-        channel = transport.start(
-            commands.agent_command(self.python, self.workdir_setting, lib_dir)
-        )
-        self.agent = AgentClient(channel, self.name)
-        hello = self.agent.call("hello", timeout=30)
+        try:
+            channel = transport.start(
+                commands.agent_command(self.python, self.workdir_setting, lib_dir)
+            )
+            self.agent = AgentClient(channel, self.name)
+            # The probe runs inside the agent: no Python process of its own on this path.
+            hello = self.agent.call("hello", probe=commands.PROBE_PY, timeout=30)
+        except TransportError:
+            self._probe(transport)
+            raise
+        self._judge(facts_of(hello.get("probe")))
         self.info = HostInfo(
             hostname=str(hello["hostname"]),
             python=str(hello["python"]),
@@ -128,14 +140,18 @@ class HostSession:
         return self.info
 
     def _probe(self, transport: Transport) -> HostFacts:
+        """The probe as its own process: for a diagnosis when the agent cannot start."""
         result = transport.run(commands.probe_command(self.python, self.workdir_setting),
                                timeout=60)
         output = result.stdout + result.stderr
         facts = parse_probe(output) if result.ok else HostFacts(output=output)
+        self._judge(facts)
+        return facts
+
+    def _judge(self, facts: HostFacts) -> None:
         problem = probe_problem(self.spec.python, facts)
         if problem is not None:
             raise RemoteSetupError(self.name, problem.message, hint=problem.hint)
-        return facts
 
     def _setup_error(self, code: int, output: str) -> TransportError:
         detail = last_line(output)  # never a traceback's fragments

@@ -32,9 +32,9 @@ import threading
 import time
 
 try:  # on hosts: the shipped bundle; in the controller's own tree: the package
-    from remotetune._host import gpulocks, reads, watch  # type: ignore[attr-defined]
+    from remotetune._host import gpulocks, hostprobe, reads, watch  # type: ignore[attr-defined]
 except ImportError:
-    from remotetune.backends.hostpool._host import gpulocks, reads, watch
+    from remotetune.backends.hostpool._host import gpulocks, hostprobe, reads, watch
 
 SETUP_FAILED_EXIT = 254
 
@@ -264,7 +264,9 @@ def reap_children() -> None:
 
 def op_hello(workdir: str, req: dict, payload):
     os.makedirs(workdir, exist_ok=True)
+    probe = hostprobe.run(req["probe"], workdir) if req.get("probe") else None
     return {
+        "probe": probe,
         "python": "%d.%d.%d" % sys.version_info[:3],
         "executable": sys.executable,
         "pid": os.getpid(),
