@@ -216,7 +216,7 @@ def run_job(trial_dir):
     host = _host()
     with open(os.path.join(trial_dir, "launch.json"), "rb") as f:
         spec = json.loads(f.read().decode("utf-8"))
-    env = _trial_env(spec)
+    env = host._trial_env(spec)  # with Slurm's CUDA_VISIBLE_DEVICES, as the agent builds it
     out = open(os.path.join(trial_dir, "stdout.log"), "ab")
     err = open(os.path.join(trial_dir, "stderr.log"), "ab")
     started = time.time()
@@ -264,17 +264,6 @@ def run_job(trial_dir):
         reason = "setup failed"
     _write_exit(trial_dir, code if code >= 0 else 128 + (sig or 0), sig, reason)
     return code if code >= 0 else 128 + (sig or 0)
-
-
-def _trial_env(spec):
-    """The job's environment (Slurm's CUDA_VISIBLE_DEVICES included) plus launch.json's."""
-    env = dict(os.environ)
-    env.update({str(k): str(v) for k, v in spec.get("env", {}).items()})
-    for key in spec.get("unset_env", []):
-        env.pop(key, None)
-    for key, value in spec.get("prepend_env", {}).items():
-        env[key] = value + (os.pathsep + env[key] if env.get(key) else "")
-    return env
 
 
 def _write_exit(trial_dir, code, sig, reason):
