@@ -227,7 +227,7 @@ def _check_top_keys(top: Section) -> None:
                 "useAnnotation: false"))
         elif key in NNI_IGNORED_KEYS:
             logger.warning("%s: %s is an NNI setting remotetune ignores",
-                           _where(top, key), key)
+                           _where(top, key), dotted(top.src.written((key,))))
         else:
             top.src.problems.append(top.unknown(key, EXPERIMENT_KEYS))
 
@@ -371,8 +371,8 @@ def _training_service(top: Section, concurrency: int) -> tuple[HostSpec, ...] | 
         if key not in known:
             sec.src.problems.append(sec.unknown(key, known, hint=f"keys of platform: {platform}"))
     if sec.has("reuseMode"):
-        logger.warning("%s: trainingService.reuseMode is an NNI setting remotetune ignores",
-                       _where(sec, "reuseMode"))
+        logger.warning("%s: %s is an NNI setting remotetune ignores", _where(sec, "reuseMode"),
+                       dotted(sec.src.written((*sec.path, "reuseMode"))))
     if platform == "local":
         spec = local_machine(concurrency)
         return (HostSpec(

@@ -192,7 +192,9 @@ class _Converter:
             elif item == "codeDir":
                 algo["codeDirectory"] = value
                 self.rename(path, (key, "codeDirectory"))
-            elif item in ("includeIntermediateResults", "gpuIndices"):
+            elif item == "gpuIndices":  # NNI 2's tunerGpuIndices: warned about, ignored
+                self.put(path, "tunerGpuIndices", copy.deepcopy(value))
+            elif item == "includeIntermediateResults":
                 self.warn(path, f"{key}.{item} is an NNI v1 key remotetune ignores")
             elif item == "classFileName":
                 self.rename(path, (key, "className"))
@@ -229,7 +231,7 @@ class _Converter:
         self.service_line = self.src.line((given[0],))
         self.rename(("trainingServicePlatform",), ("trainingService", "platform"))
         self._local(service, platform == "local")
-        self._remote(platform == "remote")
+        self._remote(service, platform == "remote")
         if platform == "remote":
             self._machines(service)
         elif "machineList" in self.v1:
@@ -253,15 +255,19 @@ class _Converter:
             else:
                 self.src.problems.append(_unknown(sec, key, LOCAL_KEYS, "keys of localConfig"))
 
-    def _remote(self, used: bool) -> None:
+    def _remote(self, service: dict[str, Any], used: bool) -> None:
         sec = self.top.section("remoteConfig", what="a mapping with reuse")
         if sec is None:
             return
         for key in sec.data:
             if key != "reuse":
                 self.src.problems.append(_unknown(sec, key, ("reuse",), "keys of remoteConfig"))
-        self.warn(("remoteConfig",), "remoteConfig is an NNI v1 key remotetune ignores"
-                  + ("" if used else " (and it is only read with a remote platform)"))
+        if not used:
+            self.warn(("remoteConfig",), "remoteConfig is ignored with "
+                      "trainingServicePlatform: local")
+        elif sec.has("reuse"):  # NNI 2's reuseMode: the loader warns that it is ignored
+            service["reuseMode"] = sec.get("reuse")
+            self.rename(("remoteConfig", "reuse"), ("trainingService", "reuseMode"))
 
     def _machines(self, service: dict[str, Any]) -> None:
         entries = self.v1.get("machineList")
