@@ -565,3 +565,15 @@ def test_v1_remote_file_runs_over_ssh(tmp_path: Path, ssh_host: Any) -> None:
     finally:
         shutil.rmtree(Path(pwd.getpwnam(TEST_USER).pw_dir) / ".remotetune-test" /
                       ssh_host.server_id, ignore_errors=True)
+
+
+def test_docs_list_every_v1_key() -> None:
+    from remotetune.config import _nni_v1 as v1
+
+    docs = (ROOT / "docs" / "config.md").read_text()
+    section = docs[docs.index("## NNI v1 files"):docs.index("## Machines file")]
+    keys = (*v1.V1_KEYS, *v1.TRIAL_KEYS, *v1.LOCAL_KEYS, *v1.MACHINE_RENAMED,
+            "builtinTunerName", "builtinAssessorName", "builtinAdvisorName", "classFileName",
+            "includeIntermediateResults", "passwd", "passphrase", "pythonPath", "reuse")
+    for key in keys:
+        assert f"{key}`" in section, key  # `key`, `a.key`, `a[].key`
