@@ -140,6 +140,8 @@ class _Converter:
             elif key in DROPPED:
                 self.warn((key,), f"{key} is an NNI v1 key remotetune ignores "
                           f"({DROPPED[key]})")
+            elif key == "useAnnotation" and value is False:
+                self.rename((key,), None)  # required in v1, and what remotetune does: no noise
             elif key == "multiPhase":
                 self._multi_phase(value)
             elif key in _OTHER_PLATFORMS:
