@@ -564,7 +564,8 @@ def test_v1_remote_file_runs_over_ssh(tmp_path: Path, ssh_host: Any) -> None:
         with Store(tmp_path / "home" / "remotetune.db") as store:
             (exp,) = store.experiments()
             trials = store.trials(exp.id)
-        assert len(trials) == 4 and all(t.status.value == "SUCCEEDED" for t in trials)
+        assert len(trials) == 4  # Medianstop may stop a poor one: finished either way
+        assert {t.status.value for t in trials} <= {"SUCCEEDED", "EARLY_STOPPED"}, trials
         assert {t.host for t in trials} == {f"127.0.0.1:{ssh_host.port}"}
     finally:
         shutil.rmtree(Path(pwd.getpwnam(TEST_USER).pw_dir) / ".remotetune-test" /
