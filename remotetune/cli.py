@@ -23,6 +23,13 @@ from rich.console import Console
 
 from remotetune import __version__
 from remotetune.cli_commands import cmd_check, cmd_export, cmd_import_nni
+from remotetune.cli_homes import (
+    add_convert_parser,
+    cmd_ls,
+    home_note,
+    locate_experiment,
+    use_experiment_home,
+)
 from remotetune.cli_report import add_report_parsers
 from remotetune.cli_support import (
     all_failed,
@@ -206,6 +213,7 @@ def cmd_run(args: argparse.Namespace) -> int:
             hint="pass the experiment file: remotetune run path/to/experiment.yml",
         )
     config = cfg.load_experiment(path)
+    home = use_experiment_home(config)  # the file's logDir / experimentWorkingDirectory
     from remotetune.symlinks import check_symlinks
 
     check_symlinks(config.trial_code_directory, follow=config.follow_symlinks, file=path)
@@ -221,6 +229,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         console.print(clean(f"experiment {exp.id} ({exp.name}): {config.trial_concurrency} "
                             f"at a time on {len(hosts)} host(s); store {store.path}"),
                       highlight=False)
+        if home is not None:
+            console.print(clean(home_note(home)), highlight=False, markup=False)
         return _run_controller(controller, args, console)
 
 
@@ -258,37 +268,6 @@ def _resume(args: argparse.Namespace, store: Any, exp: Any) -> int:
 
 
 # ---------------------------------------------------------------------------- queries
-
-
-def cmd_ls(args: argparse.Namespace) -> int:
-    from rich.table import Table
-
-    from remotetune.store import Store
-
-    if not Store.default_path().exists():  # nothing run yet: an empty list, not an error
-        exps: list[Any] = []
-    else:
-        store = _store(readonly=True)
-        exps = store.experiments()
-    if args.json:
-        rows = []
-        for e in exps:
-            trials = store.trials(e.id)
-            best = store.best_trial(e.id)
-            rows.append({"id": e.id, "name": e.name, "status": e.status.value,
-                         "tuner": e.tuner, "trials": len(trials), "source": e.source,
-                         "created_at": e.created_at, "ended_at": e.ended_at,
-                         "best": best.final if best else None})
-        _print_json(rows)
-        return EXIT_OK
-    table = Table("id", "name", "status", "trials", "best", "created")
-    for e in exps:
-        best = store.best_trial(e.id)
-        created = time.strftime("%Y-%m-%d %H:%M", time.localtime(e.created_at or 0))
-        table.add_row(e.id, clean(e.name), e.status.value, str(len(store.trials(e.id))),
-                      f"{best.final:.6g}" if best and best.final is not None else "-", created)
-    make_console().print(table)
-    return EXIT_OK
 
 
 def cmd_trials(args: argparse.Namespace) -> int:
@@ -414,6 +393,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_check)
 
     add_update_parser(sub)
+    add_convert_parser(sub)
     _add_reader_commands(sub)
     return parser
 
@@ -473,6 +453,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not args.verbose:  # paramiko logs tracebacks for failures we report ourselves
         logging.getLogger("paramiko").setLevel(logging.CRITICAL)
     try:
+        locate_experiment(args)  # an experiment whose file put it in another home
         return int(args.func(args))
     except (ConfigError, StoreError) as exc:
         err.print(error_text(str(exc)), highlight=False)

@@ -46,6 +46,22 @@ class ConfigError(RemotetuneError):
         return f"{where}{key}{self.message}{hint}"
 
 
+class ConfigErrors(ConfigError):
+    """Several problems found in one pass over a file: each one is a :class:`ConfigError`
+    with its own file:line, key and fix, so that one run reports them all. ``file``,
+    ``key`` and ``line`` are those of the first problem (where an editor would jump)."""
+
+    def __init__(self, errors: list[ConfigError]) -> None:
+        self.errors = tuple(errors)
+        first = self.errors[0]
+        super().__init__(f"{len(self.errors)} problems", file=first.file, key=first.key,
+                         line=first.line, hint="fix them all, then run again")
+
+    def __str__(self) -> str:
+        lines = "".join(f"\n  {err}" for err in self.errors)
+        return f"{self.file or '<config>'}: {self.message} ({self.hint}):{lines}"
+
+
 class SearchSpaceError(ConfigError):
     """An invalid search space (NNI's JSON format)."""
 

@@ -28,4 +28,13 @@ fi
 .venv/bin/python -m pip install -q --upgrade pip
 .venv/bin/python -m pip install -q -e '.[test,trials,dev]'
 
+# NNI 3.0 in a virtualenv of its own (.nni-venv, git-ignored): tests/test_nni_v1.py runs NNI's
+# v1-to-v2 converter there to check that remotetune reads NNI v1 files as NNI does. Only the
+# converter is used; remotetune itself never imports nni.
+if ! .nni-venv/bin/python -c 'import nni.experiment.config.convert' 2>/dev/null; then
+  "$PY" -m venv .nni-venv
+  .nni-venv/bin/python -m pip install -q --upgrade pip
+  .nni-venv/bin/python -m pip install -q 'nni==3.0'
+fi
+
 exec .venv/bin/python -m pytest -q -ra "$@"

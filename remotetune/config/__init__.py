@@ -1,4 +1,5 @@
-"""Experiment and machines files (NNI v2 keys, remotetune's own), read into typed settings.
+"""Experiment and machines files (NNI v2 keys, remotetune's own; NNI v1 files converted in
+memory), read into typed settings.
 
 Every error is a :class:`remotetune.errors.ConfigError` that names the file, the key, its
 line and the fix. See docs/config.md for every key.
@@ -6,6 +7,7 @@ line and the fix. See docs/config.md for every key.
 
 from __future__ import annotations
 
+from remotetune.config._convert import Converted, convert_file
 from remotetune.config._experiment import (
     EXPERIMENT_KEYS,
     NNI_IGNORED_KEYS,
@@ -27,6 +29,7 @@ from remotetune.config._machines import (
 
 __all__ = [
     "EXPERIMENT_KEYS",
+    "Converted",
     "HOST_KEYS",
     "LIMIT_KEYS",
     "Limits",
@@ -34,6 +37,7 @@ __all__ = [
     "NNI_IGNORED_KEYS",
     "ExperimentConfig",
     "TunerSpec",
+    "convert_file",
     "describe_limits",
     "host_to_public_dict",
     "load_experiment",

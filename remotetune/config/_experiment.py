@@ -19,6 +19,7 @@ from remotetune.config._machines import (
     read_gpu_indices,
     read_text,
 )
+from remotetune.config._nni_v1 import convert_v1, is_v1
 from remotetune.config._yaml import KeyPath, dotted, line_of, load_json, load_yaml
 from remotetune.errors import ConfigError, SearchSpaceError
 from remotetune.model import HostSpec, OptimizeMode
@@ -31,23 +32,14 @@ EXPERIMENT_KEYS: tuple[str, ...] = (
     "experimentName", "searchSpace", "searchSpaceFile", "trialCommand", "trialCodeDirectory",
     "trialConcurrency", "maxTrialNumber", "maxExperimentDuration", "maxTrialDuration",
     "trialGpuNumber", "tuner", "advisor", "assessor", "trainingService",
-    "pollInterval", "hostGracePeriod", "maxTrialRetries", "retryFailedTrials",
-    "killGracePeriod", "seed", "followSymlinks",
+    "experimentWorkingDirectory", "pollInterval", "hostGracePeriod", "maxTrialRetries",
+    "retryFailedTrials", "killGracePeriod", "seed", "followSymlinks",
 )
 #: NNI keys that are accepted and ignored, with a warning.
 NNI_IGNORED_KEYS: tuple[str, ...] = (
-    "useAnnotation", "debug", "logLevel", "experimentWorkingDirectory", "nniManagerIp",
-    "tunerGpuIndices",
+    "useAnnotation", "debug", "logLevel", "nniManagerIp", "tunerGpuIndices",
 )
 TUNER_KEYS: tuple[str, ...] = ("name", "className", "codeDirectory", "classArgs")
-_NNI_V1 = {
-    "authorName": "experimentName", "searchSpacePath": "searchSpaceFile",
-    "maxExecDuration": "maxExperimentDuration", "maxTrialNum": "maxTrialNumber",
-    "trainingServicePlatform": "trainingService: {platform: ...}",
-    "trial": "trialCommand, trialCodeDirectory and trialGpuNumber",
-    "machineList": "trainingService: {platform: remote, machineList: [...]}",
-    "localConfig": "trainingService: {platform: local, ...}",
-}
 _LOCAL_SERVICE_KEYS = ("platform", "gpuIndices", "maxTrialNumberPerGpu", "useActiveGpu",
                        "reuseMode")
 _REMOTE_SERVICE_KEYS = ("platform", "machineList", "reuseMode")
@@ -93,6 +85,7 @@ class ExperimentConfig:
     seed: int | None = None
     follow_symlinks: bool = False  # upload files that symlinks point to outside the code dir
     machines: tuple[HostSpec, ...] | None = None  # from trainingService, if given
+    working_directory: Path | None = None  # experimentWorkingDirectory (NNI v1: logDir)
     raw: Mapping[str, Any] = field(default_factory=dict)  # search space inlined, for the store
 
     @property
@@ -100,9 +93,24 @@ class ExperimentConfig:
         """From the tuner's ``classArgs.optimize_mode``; maximize when unset."""
         return OptimizeMode(str(self.tuner.class_args.get("optimize_mode", "maximize")))
 
+    @property
+    def home(self) -> Path | None:
+        """The remotetune home (store, logs) this experiment asks for, or None (the default).
+
+        ``experimentWorkingDirectory`` itself, unless it holds the trial code directory (NNI
+        v1's ``logDir: .`` next to ``codeDir: .``): then its ``.remotetune`` subdirectory, so
+        that the store is never part of the code sent to the hosts.
+        """
+        work = self.working_directory
+        if work is None:
+            return None
+        code = self.trial_code_directory
+        return work / ".remotetune" if work == code or work in code.parents else work
+
 
 def load_experiment(path: str | os.PathLike[str]) -> ExperimentConfig:
-    """Read an experiment YAML file; relative paths in it start at its directory."""
+    """Read an experiment YAML file (NNI v2, or v1 converted in memory); relative paths in it
+    start at its directory. Every problem of the file is reported in one ConfigError."""
     file = os.fspath(path)
     loaded = load_yaml(read_text(file), file=file)
     src = Source(file, Path(os.path.abspath(file)).parent, loaded.lines)
@@ -116,50 +124,89 @@ def parse_experiment(
     return _parse(data, Source(file, Path(base_dir or Path.cwd()).absolute()))
 
 
+def to_v2(data: Any, src: Source, *, secrets_to_env: bool = False) -> tuple[Any, Source]:
+    """The file's data in v2 form (an NNI v1 file converted), and the source to read it."""
+    if not is_v1(data):
+        return data, src
+    return convert_v1(data, src, secrets_to_env=secrets_to_env)
+
+
 def _parse(data: Any, src: Source) -> ExperimentConfig:
     if data is None:
         raise src.error((), "the file is empty", hint="add at least trialCommand, "
                         "trialConcurrency and searchSpace (see docs/config.md)")
+    data, src = to_v2(data, src)
     top = Section(src, (), data, what="a mapping of experiment keys")
+    get = src.collect
     _check_top_keys(top)
-    space, space_raw = _search_space(top)
-    code_dir = top.local_path("trialCodeDirectory", kind="directory", default=".")
-    assert code_dir is not None
-    concurrency = top.integer("trialConcurrency", required=True, minimum=1, example="4")
-    assert concurrency is not None
-    tuner_key = _tuner_key(top)
-    tuner = _tuner(top, tuner_key) or TunerSpec("TPE", {"optimize_mode": "maximize"})
-    assessor = _tuner(top, "assessor")
-    seed = top.integer("seed", minimum=0, maximum=2**32 - 1, example="42")
-    check_assessor(top, tuner_key, check_tuner(top, tuner_key, space, seed))
-    machines = _training_service(top, concurrency)
-    stem = Path(src.file).stem if src.file else "experiment"
-    raw = _raw(top, space_raw, code_dir, tuner_key, tuner, machines)
+    space, space_raw = get(lambda: _search_space(top), (None, {}))
+    code_dir = get(lambda: top.local_path("trialCodeDirectory", kind="directory",
+                                          default="."), None)
+    concurrency = get(lambda: top.integer("trialConcurrency", required=True, minimum=1,
+                                          example="4"), None)
+    tuner_key = get(lambda: _tuner_key(top), "tuner")
+    before = len(src.problems)
+    tuner = get(lambda: _tuner(top, tuner_key), None)
+    assessor = get(lambda: _tuner(top, "assessor"), None)
+    seed = get(lambda: top.integer("seed", minimum=0, maximum=2**32 - 1, example="42"), None)
+    if space is not None and len(src.problems) == before:
+        get(lambda: check_assessor(top, tuner_key, check_tuner(top, tuner_key, space, seed)),
+            None)
+    machines = get(lambda: _training_service(top, concurrency or 1), None)
+    settings = _settings(top, Path(src.file).stem if src.file else "experiment")
+    src.raise_problems()
+    assert space is not None and code_dir is not None and concurrency is not None
+    tuner = tuner or TunerSpec("TPE", {"optimize_mode": "maximize"})
+    raw = _raw(top, space_raw, code_dir, tuner_key, tuner, machines,
+               settings["working_directory"])
     return ExperimentConfig(
         file=None if src.file is None else os.path.abspath(src.file),
-        name=top.text("experimentName", default=stem, example="mnist-lr") or stem,
         search_space=space,
-        trial_command=top.text("trialCommand", required=True, example="python3 train.py")
-        or "",
         trial_code_directory=code_dir,
         trial_concurrency=concurrency,
-        max_trial_number=top.integer("maxTrialNumber", minimum=1, example="100"),
-        max_experiment_duration=top.seconds("maxExperimentDuration", positive=True,
-                                            example='"2h"'),
-        max_trial_duration=top.seconds("maxTrialDuration", positive=True, example='"30m"'),
-        trial_gpu_number=top.integer("trialGpuNumber", minimum=0, example="1"),
         tuner=tuner,
         assessor=assessor,
-        poll_interval=_seconds(top, "pollInterval", 0.02, positive=True, example="0.5"),
-        host_grace_period=_seconds(top, "hostGracePeriod", 300.0, example='"5m"'),
-        max_trial_retries=top.integer("maxTrialRetries", default=2, minimum=0) or 0,
-        retry_failed_trials=top.integer("retryFailedTrials", default=0, minimum=0) or 0,
-        kill_grace_period=_seconds(top, "killGracePeriod", 10.0, example='"10s"'),
         seed=seed,
-        follow_symlinks=top.flag("followSymlinks", default=False),
         machines=machines,
         raw=raw,
+        **settings,
     )
+
+
+def _settings(top: Section, stem: str) -> dict[str, Any]:
+    """The plain settings, each problem recorded (read in one pass with the others)."""
+    get = top.src.collect
+    return {
+        "name": get(lambda: top.text("experimentName", default=stem, example="mnist-lr"),
+                    stem) or stem,
+        "trial_command": get(lambda: top.text("trialCommand", required=True,
+                                              example="python3 train.py"), "") or "",
+        "max_trial_number": get(lambda: top.integer("maxTrialNumber", minimum=1,
+                                                    example="100"), None),
+        "max_experiment_duration": get(lambda: top.seconds(
+            "maxExperimentDuration", positive=True, example='"2h"'), None),
+        "max_trial_duration": get(lambda: top.seconds("maxTrialDuration", positive=True,
+                                                      example='"30m"'), None),
+        "trial_gpu_number": get(lambda: top.integer("trialGpuNumber", minimum=0,
+                                                    example="1"), None),
+        "poll_interval": get(lambda: _seconds(top, "pollInterval", 0.02, positive=True,
+                                              example="0.5"), 0.02),
+        "host_grace_period": get(lambda: _seconds(top, "hostGracePeriod", 300.0,
+                                                  example='"5m"'), 300.0),
+        "max_trial_retries": get(lambda: top.integer("maxTrialRetries", default=2,
+                                                     minimum=0), 2) or 0,
+        "retry_failed_trials": get(lambda: top.integer("retryFailedTrials", default=0,
+                                                       minimum=0), 0) or 0,
+        "kill_grace_period": get(lambda: _seconds(top, "killGracePeriod", 10.0,
+                                                  example='"10s"'), 10.0),
+        "follow_symlinks": get(lambda: top.flag("followSymlinks", default=False), False),
+        "working_directory": get(lambda: _working_directory(top), None),
+    }
+
+
+def _working_directory(top: Section) -> Path | None:
+    value = top.text("experimentWorkingDirectory", example="/output/nni")
+    return None if value is None else top.src.resolve(value)
 
 
 def _seconds(top: Section, key: str, default: float, *, positive: bool = False,
@@ -173,18 +220,16 @@ def _check_top_keys(top: Section) -> None:
         if key in EXPERIMENT_KEYS:
             continue
         if key == "useAnnotation" and top.get(key) is True:
-            raise top.fail(key, "NNI annotations are not supported",
-                           hint="write the search space in searchSpace or searchSpaceFile, "
-                           "call nni.get_next_parameter() (or remotetune.trial) in the trial, "
-                           "and set useAnnotation: false")
-        if key in NNI_IGNORED_KEYS:
+            top.src.problems.append(top.fail(
+                key, "NNI annotations are not supported",
+                hint="write the search space in searchSpace or searchSpaceFile, call "
+                "nni.get_next_parameter() (or remotetune.trial) in the trial, and set "
+                "useAnnotation: false"))
+        elif key in NNI_IGNORED_KEYS:
             logger.warning("%s: %s is an NNI setting remotetune ignores",
-                           _where(top, key), key)
-            continue
-        if key in _NNI_V1:
-            raise top.fail(key, f"{key} is an NNI v1 key",
-                           hint=f"remotetune reads NNI v2 files: use {_NNI_V1[key]}")
-        raise top.unknown(key, EXPERIMENT_KEYS)
+                           _where(top, key), dotted(top.src.written((key,))))
+        else:
+            top.src.problems.append(top.unknown(key, EXPERIMENT_KEYS))
 
 
 def _where(sec: Section, key: str) -> str:
@@ -195,8 +240,11 @@ def _where(sec: Section, key: str) -> str:
 def _search_space(top: Section) -> tuple[SearchSpace, dict[str, Any]]:
     inline, named = top.has("searchSpace"), top.has("searchSpaceFile")
     if inline and named:
-        raise top.fail("searchSpaceFile", "searchSpace and searchSpaceFile are both given",
-                       hint="keep exactly one of them")
+        written = dotted(top.src.written(("searchSpaceFile",)))
+        v1 = "" if written == "searchSpaceFile" else \
+            f"; {written} is NNI v1's name for it: use searchSpaceFile in a v2 file"
+        raise top.fail("searchSpaceFile", f"searchSpace and {written} are both given",
+                       hint=f"keep exactly one of them{v1}")
     if not inline and not named:
         raise top.src.error(("searchSpaceFile",), "a search space is required (missing at "
                             "the top level)", hint="add `searchSpaceFile: search_space.json` "
@@ -284,7 +332,7 @@ def _tuner(top: Section, key: str) -> TunerSpec | None:
         return None
     for item in sec.data:
         if item not in TUNER_KEYS:
-            raise sec.unknown(item, TUNER_KEYS)
+            sec.src.problems.append(sec.unknown(item, TUNER_KEYS))
     if sec.has("name") == sec.has("className"):
         raise sec.fail("name", f"give {key} exactly one of name (a built-in) or className",
                        hint=f"e.g. `{key}: {{name: TPE, classArgs: {{optimize_mode: maximize}}}}`")
@@ -321,10 +369,10 @@ def _training_service(top: Section, concurrency: int) -> tuple[HostSpec, ...] | 
     known = _LOCAL_SERVICE_KEYS if platform == "local" else _REMOTE_SERVICE_KEYS
     for key in sec.data:
         if key not in known:
-            raise sec.unknown(key, known, hint=f"keys of platform: {platform}")
+            sec.src.problems.append(sec.unknown(key, known, hint=f"keys of platform: {platform}"))
     if sec.has("reuseMode"):
-        logger.warning("%s: trainingService.reuseMode is an NNI setting remotetune ignores",
-                       _where(sec, "reuseMode"))
+        logger.warning("%s: %s is an NNI setting remotetune ignores", _where(sec, "reuseMode"),
+                       dotted(sec.src.written((*sec.path, "reuseMode"))))
     if platform == "local":
         spec = local_machine(concurrency)
         return (HostSpec(
@@ -342,12 +390,16 @@ def _training_service(top: Section, concurrency: int) -> tuple[HostSpec, ...] | 
 
 
 def _raw(top: Section, space: dict[str, Any], code_dir: Path, tuner_key: str,
-         tuner: TunerSpec, machines: tuple[HostSpec, ...] | None) -> dict[str, Any]:
-    """The file as loaded, re-parseable anywhere: search space inlined, paths absolute."""
+         tuner: TunerSpec, machines: tuple[HostSpec, ...] | None,
+         working_directory: Path | None) -> dict[str, Any]:
+    """The file as loaded (in v2 form), re-parseable anywhere: search space inlined, paths
+    absolute."""
     raw = copy.deepcopy(dict(top.data))
     raw.pop("searchSpaceFile", None)
     raw["searchSpace"] = copy.deepcopy(space)
     raw["trialCodeDirectory"] = str(code_dir)
+    if working_directory is not None:
+        raw["experimentWorkingDirectory"] = str(working_directory)
     if tuner.code_directory is not None:
         raw[tuner_key]["codeDirectory"] = tuner.code_directory
     service = raw.get("trainingService")

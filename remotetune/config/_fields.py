@@ -9,13 +9,16 @@ import difflib
 import math
 import os
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from remotetune.config._yaml import KeyPath, dotted, line_of
-from remotetune.errors import ConfigError
+from remotetune.errors import ConfigError, ConfigErrors
+
+T = TypeVar("T")
+D = TypeVar("D")
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d*)?|\.\d+)\s*([smhd]?)\s*$", re.IGNORECASE)
 _UNIT_SECONDS = {"": 1.0, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
@@ -81,19 +84,58 @@ def did_you_mean(key: str, known: Iterable[str]) -> str | None:
 
 @dataclass(frozen=True)
 class Source:
-    """Where a mapping came from: its file, the key lines, and the directory paths are in."""
+    """Where a mapping came from: its file, the key lines, and the directory paths are in.
+
+    ``renamed`` maps a key path of the data to the path the user wrote it at, for a file
+    converted in memory (an NNI v1 file): errors name the key as written.
+    ``problems`` collects the errors of one pass (see :meth:`collect`).
+    """
 
     file: str | None
     base_dir: Path
     lines: Mapping[KeyPath, int] = field(default_factory=dict)
+    renamed: tuple[tuple[KeyPath, KeyPath], ...] = ()
+    problems: list[ConfigError] = field(default_factory=list, compare=False)
 
     def line(self, path: KeyPath) -> int | None:
         return line_of(self.lines, path) if self.lines else None
 
+    def written(self, path: KeyPath) -> KeyPath:
+        """``path`` as the user wrote it (its longest renamed prefix replaced)."""
+        for data_path, as_written in self.renamed:
+            if path[:len(data_path)] == data_path:
+                return (*as_written, *path[len(data_path):])
+        return path
+
     def error(self, path: KeyPath, message: str, *, hint: str | None = None) -> ConfigError:
+        written = self.written(path)
+        if written != path and path and written and written[-1] != path[-1]:
+            old, new = f"`{path[-1]}:", f"`{written[-1]}:"
+            message = message.replace(old, new)
+            hint = None if hint is None else hint.replace(old, new)
         return ConfigError(
-            message, file=self.file, key=dotted(path) or None, line=self.line(path), hint=hint
+            message, file=self.file, key=dotted(written) or None, line=self.line(path),
+            hint=hint,
         )
+
+    def collect(self, read: Callable[[], T], default: D) -> T | D:
+        """``read()``, or ``default`` after recording its ConfigError in ``problems``."""
+        try:
+            return read()
+        except ConfigError as exc:
+            self.problems.append(exc)
+            return default
+
+    def raise_problems(self) -> None:
+        """Raise the problems collected so far: one as it is, several as ConfigErrors."""
+        found: list[ConfigError] = []
+        for exc in self.problems:
+            found.extend(exc.errors if isinstance(exc, ConfigErrors) else (exc,))
+        self.problems.clear()
+        if len(found) == 1:
+            raise found[0]
+        if found:
+            raise ConfigErrors(found)
 
     def resolve(self, value: str) -> Path:
         """A local path: ``~`` expanded, relative to ``base_dir``, made absolute."""
@@ -161,7 +203,8 @@ class Section:
         return self.fail(key, "unknown key", hint=text)
 
     def _missing(self, key: str, example: str) -> ConfigError:
-        where = dotted(self.path) or "the top level"
+        written = self.src.written((*self.path, key))  # an NNI v1 file: as it names the key
+        where = dotted(written[:-1]) or "the top level"
         return self._fail((*self.path, key), f"is required (missing under {where})",
                           hint=f"add `{key}: {example}`")
 

@@ -154,6 +154,7 @@ def _parse_machines(loaded: Loaded, src: Source) -> tuple[HostSpec, ...]:
         defaults = top.section("defaults")
         if defaults is not None:
             _check_keys(defaults, nni=False)
+            src.raise_problems()  # before the hosts, which would repeat each one
             if defaults.has("name"):
                 raise defaults.fail("name", "a name in defaults would repeat on every host",
                                     hint="names must be unique: give each host its own name")
@@ -165,13 +166,17 @@ def _parse_machines(loaded: Loaded, src: Source) -> tuple[HostSpec, ...]:
     if not isinstance(entries, list) or not entries:
         raise src.error(list_path, f"expected a non-empty list of hosts, got {describe(entries)}",
                         hint="write one `- host: ...` entry per machine")
-    return parse_host_list(src, list_path, entries, defaults=defaults, nni=False)
+    specs = parse_host_list(src, list_path, entries, defaults=defaults, nni=False)
+    src.raise_problems()
+    return specs
 
 
 def parse_host_list(
     src: Source, list_path: KeyPath, entries: list[Any], *, defaults: Section | None, nni: bool
 ) -> tuple[HostSpec, ...]:
-    """Every entry of a host list as a HostSpec; names must be unique."""
+    """Every entry of a host list as a HostSpec; names must be unique. The problems of all
+    entries are collected in ``src.problems`` (the caller raises them, see
+    :meth:`Source.raise_problems`); a bad entry is left out of the result."""
     specs: list[HostSpec] = []
     first_at: dict[str, int] = {}
     for index, entry in enumerate(entries):
@@ -183,87 +188,126 @@ def parse_host_list(
             origins = {key: defaults.path_of(key) for key in defaults.data if key not in entry}
             if isinstance(defaults.get("env"), Mapping) and isinstance(entry.get("env"), Mapping):
                 entry = {**entry, "env": {**defaults.get("env"), **entry["env"]}}
-        sec = Section(src, path, entry if not merged else {**merged, **entry}, origins=origins,
-                      what="a mapping of host keys (host:, user:, ...)")
-        spec = _parse_host(sec, index=index, nni=nni)
+        before = len(src.problems)
+        try:
+            sec = Section(src, path, entry if not merged else {**merged, **entry},
+                          origins=origins, what="a mapping of host keys (host:, user:, ...)")
+            spec = _parse_host(sec, index=index, nni=nni)
+        except ConfigError as exc:
+            src.problems.append(exc)
+            continue
+        if len(src.problems) > before:
+            continue
         if spec.name in first_at:
             other = first_at[spec.name]
-            raise sec.fail("name" if sec.has("name") else "host",
-                           f"name {spec.name!r} is already used by host {other}",
-                           hint="give each host a unique `name:`")
+            src.problems.append(sec.fail("name" if sec.has("name") else "host",
+                                         f"name {spec.name!r} is already used by host {other}",
+                                         hint="give each host a unique `name:`"))
+            continue
         first_at[spec.name] = index
         specs.append(spec)
     return tuple(specs)
 
 
+def secret_env_name(env_key: str, label: str) -> str:
+    """The variable to hold a host's secret: ``RT_PASSWORD_GPU1`` for host gpu1."""
+    kind = "PASSWORD" if env_key == "passwordEnv" else "PASSPHRASE"
+    tail = re.sub(r"[^A-Z0-9]+", "_", label.upper()).strip("_") or "HOST"
+    return f"RT_{kind}_{tail}"
+
+
+def _secret_error(sec: Section, key: str) -> ConfigError:
+    """The refusal of a secret, with the line to paste instead and the export to run."""
+    env_key = _SECRETS[key]
+    label = sec.get("name") or sec.get("host") or sec.get("ip") or sec.path[-1]
+    var = secret_env_name(env_key, str(label))
+    what = "password" if env_key == "passwordEnv" else "key passphrase"
+    return sec.fail(key, "secrets never go in this file",
+                    hint=f"replace this line with `{env_key}: {var}` and, before running "
+                    f"remotetune, `export {var}=...` with your {what} (`read -rs {var}; "
+                    f"export {var}` keeps it out of the shell history); any variable name "
+                    f"works: `{env_key}: VAR`")
+
+
 def _check_keys(sec: Section, *, nni: bool) -> None:
+    """Every key of one host, each problem recorded (secrets, spellings, unknown keys)."""
     known = NNI_HOST_KEYS if nni else tuple(HOST_KEYS)
     renamed = _NNI_RENAMED if nni else _OURS_RENAMED
     for key in sec.data:
         if key in _SECRETS:
-            raise sec.fail(key, "secrets never go in this file",
-                           hint=f"export it in an environment variable and name it with "
-                           f"`{_SECRETS[key]}: VAR`")
-        if key in known:
+            sec.src.problems.append(_secret_error(sec, key))
+        elif key in known:
             continue
-        if key in renamed:
+        elif key in renamed:
             dialect = "an NNI machineList" if nni else "machines.yml"
-            raise sec.fail(key, f"{key} is not the spelling {dialect} uses",
-                           hint=f"did you mean {renamed[key]}?")
-        raise sec.unknown(key, known)
+            sec.src.problems.append(sec.fail(key, f"{key} is not the spelling {dialect} uses",
+                                             hint=f"did you mean {renamed[key]}?"))
+        else:
+            sec.src.problems.append(sec.unknown(key, known))
 
 
 def _parse_host(sec: Section, *, index: int, nni: bool) -> HostSpec:
+    """One host; each key's problem is recorded in ``sec.src.problems`` (all in one pass)."""
     label = sec.get("name") or sec.get("host")
     sec.where = f"host {index}" + (f" {str(label)!r}" if isinstance(label, (str, int)) else "")
     _check_keys(sec, nni=nni)
+    get = sec.src.collect
 
     def k(key: str) -> str:
         return NNI_SPELLING.get(key, key) if nni else key
 
-    local = False if nni else sec.flag("local", default=False)
-    host = sec.text("host", required=not local, default="localhost", example="gpu1.example.org")
-    assert host is not None
-    _check_host(sec, host)
-    port = sec.integer("port", minimum=1, maximum=65535, example="22")
-    name = sec.text("name", default=_default_name(host, port, local, sec.has("host")),
-                    example="gpu1")
-    assert name is not None
-    identity = sec.local_path(k("identityFile"), kind="file", example="~/.ssh/id_ed25519")
-    ssh_config = sec.local_path("sshConfigFile", kind="file", example="~/.ssh/config")
-    known_hosts = sec.text("knownHostsFile", example="~/.ssh/known_hosts")
-    python, setup = _python_and_setup(sec, nni=nni)
+    local = False if nni else get(lambda: sec.flag("local", default=False), False)
+    host = get(lambda: _host(sec, local), "localhost")
+    port = get(lambda: sec.integer("port", minimum=1, maximum=65535, example="22"), None)
+    name = get(lambda: sec.text("name", default=_default_name(host, port, local,
+                                                              sec.has("host")),
+                                example="gpu1"), host) or host
+    identity = get(lambda: sec.local_path(k("identityFile"), kind="file",
+                                          example="~/.ssh/id_ed25519"), None)
+    ssh_config = get(lambda: sec.local_path("sshConfigFile", kind="file",
+                                            example="~/.ssh/config"), None)
+    known_hosts = get(lambda: sec.text("knownHostsFile", example="~/.ssh/known_hosts"), None)
+    python, setup = get(lambda: _python_and_setup(sec, nni=nni), ("python3", ()))
     spec = HostSpec(
         name=name,
         host=host,
         port=port,
-        user=sec.text("user", example="alice"),
+        user=get(lambda: sec.text("user", example="alice"), None),
         local=local,
         identity_file=None if identity is None else str(identity),
-        passphrase_env=_env_name(sec, "passphraseEnv"),
-        password_env=_env_name(sec, "passwordEnv"),
-        use_agent=sec.flag("useAgent", default=True),
-        accept_unknown_host_key=sec.flag("acceptUnknownHostKey", default=False),
+        passphrase_env=get(lambda: _env_name(sec, "passphraseEnv"), None),
+        password_env=get(lambda: _env_name(sec, "passwordEnv"), None),
+        use_agent=get(lambda: sec.flag("useAgent", default=True), True),
+        accept_unknown_host_key=get(lambda: sec.flag("acceptUnknownHostKey", default=False),
+                                    False),
         known_hosts_file=None if known_hosts is None else str(sec.src.resolve(known_hosts)),
         ssh_config_file=None if ssh_config is None else str(ssh_config),
-        gpu_indices=read_gpu_indices(sec, "gpuIndices"),
-        max_trials_per_gpu=sec.integer(k("maxTrialsPerGpu"), default=1, minimum=1) or 1,
-        use_active_gpu=sec.flag("useActiveGpu", default=False),
-        active_gpu_memory_pct=_percent(sec, "activeGpuMemoryPercent"),
-        active_gpu_util_pct=_percent(sec, "activeGpuUtilPercent"),
-        slots=sec.integer("slots", minimum=1, example="4"),
+        gpu_indices=get(lambda: read_gpu_indices(sec, "gpuIndices"), None),
+        max_trials_per_gpu=get(lambda: sec.integer(k("maxTrialsPerGpu"), default=1,
+                                                   minimum=1), 1) or 1,
+        use_active_gpu=get(lambda: sec.flag("useActiveGpu", default=False), False),
+        active_gpu_memory_pct=get(lambda: _percent(sec, "activeGpuMemoryPercent"), 10.0),
+        active_gpu_util_pct=get(lambda: _percent(sec, "activeGpuUtilPercent"), 10.0),
+        slots=get(lambda: sec.integer("slots", minimum=1, example="4"), None),
         python=python,
         setup=setup,
-        env=_env(sec),
-        workdir=_workdir(sec),
-        connect_timeout=sec.seconds("connectTimeout", default=10.0, positive=True,
-                                    example="20") or 10.0,
-        slurm=None if nni else parse_slurm(sec),
+        env=get(lambda: _env(sec), {}),
+        workdir=get(lambda: _workdir(sec), None),
+        connect_timeout=get(lambda: sec.seconds("connectTimeout", default=10.0, positive=True,
+                                                example="20"), 10.0) or 10.0,
+        slurm=None if nni else get(lambda: parse_slurm(sec), None),
     )
     if spec.accept_unknown_host_key:
         logger.warning("%s: host %r: acceptUnknownHostKey is on: its host key is not checked",
                        sec.src.file or "<config>", name)
     return spec
+
+
+def _host(sec: Section, local: bool) -> str:
+    host = sec.text("host", required=not local, default="localhost", example="gpu1.example.org")
+    assert host is not None
+    _check_host(sec, host)
+    return host
 
 
 def _default_name(host: str, port: int | None, local: bool, has_host: bool) -> str:
