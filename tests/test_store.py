@@ -605,3 +605,40 @@ def test_reading_commands_on_a_missing_or_older_store(tmp_path: Path) -> None:
     result = _cli(home, "trials", "abc")
     assert result.returncode == 2
     assert "run any writing command once" in result.stderr
+
+
+def _poll_for_store(path: Path, done: threading.Event, errors: list[Exception]) -> None:
+    while not done.is_set():
+        if path.exists():
+            try:
+                Store.open_readonly(path).close()
+            except Exception as exc:  # noqa: BLE001 - any failure is the finding
+                errors.append(exc)
+
+
+def test_a_reader_never_sees_a_new_store_before_its_migrations(tmp_path: Path) -> None:
+    """A new store appears only once migrated: a reader polling for it never gets an error."""
+    for attempt in range(3):
+        path = tmp_path / str(attempt) / "remotetune.db"
+        errors: list[Exception] = []
+        done = threading.Event()
+        reader = threading.Thread(target=_poll_for_store, args=(path, done, errors))
+        reader.start()
+        try:
+            Store(path).close()
+        finally:
+            done.set()
+            reader.join()
+        assert errors == []
+        assert [p.name for p in path.parent.iterdir() if p.name.startswith(".")] == []
+
+
+def test_two_writers_creating_one_store_share_it(tmp_path: Path) -> None:
+    path = tmp_path / "remotetune.db"
+    first, second = Store(path), Store(path)
+    try:
+        assert first.experiments() == second.experiments() == []
+    finally:
+        first.close()
+        second.close()
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []

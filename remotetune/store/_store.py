@@ -87,6 +87,35 @@ def _connect_writer(path: Path) -> sqlite3.Connection:
         raise StoreError(f"{path}: open failed: {exc}") from exc
 
 
+def _create_atomically(path: Path) -> None:
+    """Create and migrate a new store beside ``path``, then link it into place.
+
+    A reader that finds the file therefore always finds it migrated (it never sees a store
+    that a starting controller has created but not yet filled with its tables). When two
+    writers create the same store at once, the first link wins and the other uses it.
+    """
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise StoreError(
+            f"cannot create the store's directory {path.parent}: {exc.strerror} "
+            f"(set {HOME_ENV} to a writable directory)"
+        ) from exc
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{_random_id('0123456789abcdef', 8)}")
+    try:
+        Store(tmp, _in_place=True).close()  # the last close checkpoints and removes its WAL
+        try:
+            os.link(tmp, path)
+        except FileExistsError:
+            pass
+        except OSError:  # a filesystem without hard links: a rename, first writer or not
+            if not path.exists():
+                os.replace(tmp, path)
+    finally:
+        for leftover in (tmp, tmp.with_name(tmp.name + "-wal"), tmp.with_name(tmp.name + "-shm")):
+            leftover.unlink(missing_ok=True)
+
+
 def _connect_reader(path: Path) -> sqlite3.Connection:
     """A ``mode=ro`` connection: SQLite refuses every write on it, and creates no file."""
     if not path.is_file():
@@ -112,7 +141,9 @@ class Store:
     Every method raises :class:`StoreError` (naming the file) for SQLite failures.
     """
 
-    def __init__(self, path: str | os.PathLike[str], *, readonly: bool = False) -> None:
+    def __init__(
+        self, path: str | os.PathLike[str], *, readonly: bool = False, _in_place: bool = False
+    ) -> None:
         """Open (creating and migrating when needed) the store at ``path`` for writing.
 
         With ``readonly=True`` (see :meth:`open_readonly`) the file is opened with SQLite's
@@ -122,6 +153,8 @@ class Store:
         self.path = Path(path).expanduser()
         self.readonly = readonly
         self._lock = threading.RLock()
+        if not readonly and not _in_place and not self.path.exists():
+            _create_atomically(self.path)
         conn = _connect_reader(self.path) if readonly else _connect_writer(self.path)
         try:
             self._db = Database(conn, execute_plugins=False)
