@@ -32,7 +32,7 @@ EXPERIMENT_KEYS: tuple[str, ...] = (
     "trialConcurrency", "maxTrialNumber", "maxExperimentDuration", "maxTrialDuration",
     "trialGpuNumber", "tuner", "advisor", "assessor", "trainingService",
     "pollInterval", "hostGracePeriod", "maxTrialRetries", "retryFailedTrials",
-    "killGracePeriod", "seed", "followSymlinks",
+    "killGracePeriod", "seed", "followSymlinks", "localSnapshot",
 )
 #: NNI keys that are accepted and ignored, with a warning.
 NNI_IGNORED_KEYS: tuple[str, ...] = (
@@ -92,6 +92,9 @@ class ExperimentConfig:
     kill_grace_period: float = 10.0
     seed: int | None = None
     follow_symlinks: bool = False  # upload files that symlinks point to outside the code dir
+    # False (NNI's local mode): local trials run in trialCodeDirectory itself; True: in the
+    # experiment's immutable snapshot of it, as on remote hosts
+    local_snapshot: bool = False
     machines: tuple[HostSpec, ...] | None = None  # from trainingService, if given
     raw: Mapping[str, Any] = field(default_factory=dict)  # search space inlined, for the store
 
@@ -157,6 +160,7 @@ def _parse(data: Any, src: Source) -> ExperimentConfig:
         kill_grace_period=_seconds(top, "killGracePeriod", 10.0, example='"10s"'),
         seed=seed,
         follow_symlinks=top.flag("followSymlinks", default=False),
+        local_snapshot=top.flag("localSnapshot", default=False),
         machines=machines,
         raw=raw,
     )

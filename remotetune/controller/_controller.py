@@ -86,7 +86,8 @@ def default_backends(config: ExperimentConfig, hosts: Sequence[HostSpec],
             default_slots=config.trial_concurrency,  # a host without `slots:` (docs/config.md)
             poll_interval=config.poll_interval, gpu_refresh=options.gpu_refresh,
             host_state_interval=options.host_state_interval,
-            local_workdir=str(options.home / "host")))
+            local_workdir=str(options.home / "host"),
+            local_code_dir=None if config.local_snapshot else str(config.trial_code_directory)))
     if clusters:
         from remotetune.backends.slurm import SlurmBackend
 

@@ -65,12 +65,16 @@ class HostPoolBackend(Backend):
         gpu_refresh: float = 10.0,
         host_state_interval: float = 1.0,
         local_workdir: str | None = None,
+        local_code_dir: str | None = None,
         session_factory: Callable[..., HostSession] = HostSession,
         long_poll: float = LONG_POLL,
     ) -> None:
         self._specs = list(hosts)
         self._session_factory = session_factory
         self._local_workdir = local_workdir
+        # Local trials run in the code directory itself (NNI's local mode); None: in the
+        # snapshot, as on remote hosts (`localSnapshot: true`)
+        self._local_code_dir = local_code_dir
         self.slots = SlotTable(self._specs, trial_gpu_number, default_slots=default_slots)
         self._default_slots = default_slots
         self._poll_interval = poll_interval  # unused by long polls; kept for the interface
@@ -175,8 +179,10 @@ class HostPoolBackend(Backend):
         worker = self.workers[spec.placement.host]
         assert worker.snapshot_dir is not None
         relative = self._relative_dir(spec.trial.id)
+        code_dir = (self._local_code_dir if worker.spec.local and self._local_code_dir
+                    else worker.snapshot_dir)
         files = trial_files(worker.session, self._spec.experiment_id, spec,
-                            worker.session.absolute(relative), worker.snapshot_dir)
+                            worker.session.absolute(relative), code_dir)
         worker.submit(Op.LAUNCH, worker.session.launch, spec.trial.id, relative, files,
                       token=spec.trial.id)
 
