@@ -5,7 +5,8 @@ reports (busy by the host's thresholds), free disk in the workdir (created when 
 not writable is a failure), and the host's ``setup`` lines run as a trial would run them (a
 failing line is a failure). One SSH exec per host. The Python/workdir verdict is the host
 probe a run uses too (:mod:`remotetune.backends.hostpool._probe`). A host failing never hides
-the others: every host gets a :class:`HostCheck`, in the order given.
+the others: every host gets a :class:`HostCheck`, in the order given. With ``accept_new``
+the host keys not known yet are recorded in known_hosts and listed with their fingerprints.
 """
 
 from __future__ import annotations
@@ -35,7 +36,7 @@ from remotetune.backends.hostpool._session import DEFAULT_WORKDIR, make_transpor
 from remotetune.backends.hostpool._slots import NVIDIA_SMI_ARGS, gpu_is_busy, parse_nvidia_smi
 from remotetune.errors import ConfigError, RemotetuneError, TransportError
 from remotetune.model import GpuInfo, HostSpec
-from remotetune.transport.base import Transport
+from remotetune.transport.base import NewHostKey, Transport
 
 log = logging.getLogger(__name__)
 
@@ -93,6 +94,7 @@ class HostCheck:
     workdir: str | None = None
     free_disk_bytes: int | None = None
     seconds: float = 0.0
+    new_host_keys: tuple[NewHostKey, ...] = ()  # recorded by --accept-new (jump hosts too)
 
 
 def _address(spec: HostSpec) -> str:
@@ -143,7 +145,8 @@ def check_host(
     base: dict[str, Any] = {"name": spec.name, "address": _address(spec)}
 
     def done(ok: bool, reason: CheckReason, message: str = "", **fields: Any) -> HostCheck:
-        return HostCheck(ok=ok, reason=reason, message=message,
+        recorded = tuple(getattr(transport, "new_host_keys", ()))  # even if it failed later
+        return HostCheck(ok=ok, reason=reason, message=message, new_host_keys=recorded,
                          seconds=time.monotonic() - started, **base, **fields)
 
     transport: Transport | None = None
@@ -239,15 +242,30 @@ def _gpus(spec: HostSpec, section: tuple[str, int | None] | None) -> dict[str, A
         GpuCheck(g, gpu_is_busy(spec, g), wanted is None or g.index in wanted) for g in gpus)}
 
 
+def accepting_new_keys(spec: HostSpec) -> Transport:
+    """A transport that records unknown host keys in known_hosts (OpenSSH's
+    ``StrictHostKeyChecking=accept-new``); a changed key is still refused."""
+    if spec.local:
+        return make_transport(spec)
+    from remotetune.transport.ssh import SSHTransport  # paramiko only when needed
+
+    return SSHTransport(spec, accept_new=True)
+
+
 def check_hosts(
     specs: Sequence[HostSpec],
     *,
     timeout: float = 15.0,
     transport_factory: Callable[[HostSpec], Transport] = make_transport,
+    accept_new: bool = False,
 ) -> list[HostCheck]:
-    """Check every host in parallel; one HostCheck per spec, in the same order."""
+    """Check every host in parallel; one HostCheck per spec, in the same order.
+
+    ``accept_new``: unknown host keys are recorded (:func:`accepting_new_keys`)."""
     if not specs:
         return []
+    if accept_new:
+        transport_factory = accepting_new_keys
     pool = ThreadPoolExecutor(max_workers=min(32, len(specs)),
                               thread_name_prefix="remotetune-check")
     futures = [pool.submit(check_host, s, timeout=timeout, transport_factory=transport_factory)
@@ -296,8 +314,15 @@ def _gpu_text(check: HostCheck) -> Text:
     return text
 
 
+def new_key_lines(checks: Sequence[HostCheck]) -> list[Text]:
+    """One line per host key recorded by ``--accept-new``, with its fingerprint."""
+    return [Text(f"{c.name}: new host key for {k.host}: {k.key_type} {k.fingerprint}, "
+                 f"recorded in {k.recorded_in}", style="yellow")
+            for c in checks for k in c.new_host_keys]
+
+
 def render_checks(checks: Sequence[HostCheck]) -> Group:
-    """A table of the checks and a one-line summary (for the CLI's console)."""
+    """The host keys just recorded, a table of the checks and a one-line summary."""
     table = Table(title="remotetune check", expand=False)
     for column in ("host", "status", "auth", "python", "GPUs", "disk free", "details"):
         table.add_column(column, overflow="fold")
@@ -318,4 +343,4 @@ def render_checks(checks: Sequence[HostCheck]) -> Group:
     summary = (Text(f"all {len(checks)} hosts ok", style="green") if not failed else Text(
         f"{len(failed)} of {len(checks)} hosts failed: "
         + ", ".join(f"{c.name} ({c.reason.value})" for c in failed), style="bold red"))
-    return Group(table, summary)
+    return Group(*new_key_lines(checks), table, summary)

@@ -22,7 +22,7 @@ from typing import Any
 from rich.console import Console
 
 from remotetune import __version__
-from remotetune.cli_commands import cmd_check, cmd_export, cmd_import_nni
+from remotetune.cli_commands import add_check_parser, cmd_export, cmd_import_nni
 from remotetune.cli_homes import (
     add_convert_parser,
     cmd_ls,
@@ -386,12 +386,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_limit_flags(p, concurrency=False)
     p.set_defaults(func=cmd_resume)
 
-    p = sub.add_parser("check", help="check that every host can run trials")
-    p.add_argument("--machines", metavar="FILE")
-    p.add_argument("--timeout", type=float, default=15.0)
-    p.add_argument("--json", action="store_true")
-    p.set_defaults(func=cmd_check)
-
+    add_check_parser(sub)
     add_update_parser(sub)
     add_convert_parser(sub)
     _add_reader_commands(sub)

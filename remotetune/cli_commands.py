@@ -57,9 +57,21 @@ def cmd_check(args: argparse.Namespace) -> int:
 
     hosts = cfg.load_machines(args.machines) if args.machines else (cfg.local_machine(1),)
     hosts = hide_secrets(hosts)  # local setup lines see no passwordEnv/passphraseEnv value
-    checks = check_hosts(hosts, timeout=args.timeout)
+    checks = check_hosts(hosts, timeout=args.timeout, accept_new=args.accept_new)
     if args.json:
         print_json([asdict(c) for c in checks])
     else:
         make_console().print(render_checks([clean_record(c) for c in checks]))
     return EXIT_OK if all(c.ok for c in checks) else EXIT_HOST
+
+
+def add_check_parser(sub: Any) -> None:
+    p = sub.add_parser("check", help="check that every host can run trials")
+    p.add_argument("--machines", metavar="FILE")
+    p.add_argument("--timeout", type=float, default=15.0)
+    p.add_argument("--json", action="store_true")
+    p.add_argument("--accept-new", action="store_true",
+                   help="record the host keys of hosts seen for the first time in known_hosts "
+                   "(or knownHostsFile), printing their fingerprints, as ssh's "
+                   "StrictHostKeyChecking=accept-new does; a changed key is still refused")
+    p.set_defaults(func=cmd_check)

@@ -7,4 +7,8 @@ PY=${PYTHON:-python3}
 [ -x .venv/bin/python ] || "$PY" -m venv .venv
 .venv/bin/python -m pip install -q --upgrade pip
 .venv/bin/python -m pip install -q -e '.[trials]'
-exec .venv/bin/remotetune run trials/mnist/config_digits.yml "$@"
+# Trials see this shell's PATH, as in NNI's local mode: activate the venv so that the trial's
+# `python3` is the one with torch (remotetune never puts its own interpreter first).
+# shellcheck disable=SC1091
+. .venv/bin/activate
+exec remotetune run trials/mnist/config_digits.yml "$@"

@@ -105,8 +105,9 @@ class PollRequest:
 @dataclass(frozen=True)
 class PlaceResult:
     placement: Placement | None
-    reason: str | None = None  # why not now
+    reason: str | None = None  # why not now, when at hand (else Backend.why_not, on demand)
     ever: bool = True  # False: this backend can never run it (bad input)
+    notice: str | None = None  # to tell the user once (a busy GPU holds the trial back)
 
 
 @dataclass(frozen=True)
@@ -189,6 +190,12 @@ class Backend(abc.ABC):
     @abc.abstractmethod
     def place(self, trial_id: str) -> PlaceResult:
         """Reserve room for a trial now, or say why not (and whether ever)."""
+
+    def why_not(self) -> str | None:
+        """Why the next waiting trial cannot be placed now, in full, for a refusal whose
+        ``PlaceResult.reason`` is None. Asked for only when someone looks (the live view),
+        never on every loop turn. Default: nothing to add."""
+        return None
 
     @abc.abstractmethod
     def reattach(self, trial: TrialRecord) -> TrialHandle | None:

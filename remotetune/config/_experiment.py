@@ -33,7 +33,7 @@ EXPERIMENT_KEYS: tuple[str, ...] = (
     "trialConcurrency", "maxTrialNumber", "maxExperimentDuration", "maxTrialDuration",
     "trialGpuNumber", "tuner", "advisor", "assessor", "trainingService",
     "experimentWorkingDirectory", "pollInterval", "hostGracePeriod", "maxTrialRetries",
-    "retryFailedTrials", "killGracePeriod", "seed", "followSymlinks",
+    "retryFailedTrials", "killGracePeriod", "seed", "followSymlinks", "localSnapshot",
 )
 #: NNI keys that are accepted and ignored, with a warning.
 NNI_IGNORED_KEYS: tuple[str, ...] = (
@@ -84,6 +84,9 @@ class ExperimentConfig:
     kill_grace_period: float = 10.0
     seed: int | None = None
     follow_symlinks: bool = False  # upload files that symlinks point to outside the code dir
+    # False (NNI's local mode): local trials run in trialCodeDirectory itself; True: in the
+    # experiment's immutable snapshot of it, as on remote hosts
+    local_snapshot: bool = False
     machines: tuple[HostSpec, ...] | None = None  # from trainingService, if given
     working_directory: Path | None = None  # experimentWorkingDirectory (NNI v1: logDir)
     raw: Mapping[str, Any] = field(default_factory=dict)  # search space inlined, for the store
@@ -200,6 +203,7 @@ def _settings(top: Section, stem: str) -> dict[str, Any]:
         "kill_grace_period": get(lambda: _seconds(top, "killGracePeriod", 10.0,
                                                   example='"10s"'), 10.0),
         "follow_symlinks": get(lambda: top.flag("followSymlinks", default=False), False),
+        "local_snapshot": get(lambda: top.flag("localSnapshot", default=False), False),
         "working_directory": get(lambda: _working_directory(top), None),
     }
 

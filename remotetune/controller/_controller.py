@@ -17,7 +17,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from remotetune.backends import Backend, Envelope, OpenSpec, ReportKind
+from remotetune.backends import Backend, Envelope, OpenSpec, PlaceResult, ReportKind
 from remotetune.config import ExperimentConfig
 from remotetune.controller._assess import AssessDone, AssessFlow
 from remotetune.controller._book import TrialBook
@@ -86,7 +86,8 @@ def default_backends(config: ExperimentConfig, hosts: Sequence[HostSpec],
             default_slots=config.trial_concurrency,  # a host without `slots:` (docs/config.md)
             poll_interval=config.poll_interval, gpu_refresh=options.gpu_refresh,
             host_state_interval=options.host_state_interval,
-            local_workdir=str(options.home / "host")))
+            local_workdir=str(options.home / "host"),
+            local_code_dir=None if config.local_snapshot else str(config.trial_code_directory)))
     if clusters:
         from remotetune.backends.slurm import SlurmBackend
 
@@ -128,7 +129,9 @@ class Controller(AssessFlow, TrialFlow, LimitFlow):
         self.experiment = experiment
         self.book: TrialBook | None = None
         self.events: list[EventRecord] = []
-        self.waiting_reason: str | None = None
+        self.refusals: tuple[tuple[Backend, PlaceResult], ...] = ()
+        self._reason_wanted = False  # the view asked why trials wait: word it next turn
+        self._reason: str | None = None  # as worded then
         self.stop_mode: StopMode | None = None
         self.tuner_exhausted = False
         self.tuner_waiting = False
@@ -195,12 +198,23 @@ class Controller(AssessFlow, TrialFlow, LimitFlow):
         return self.experiment.status
 
     def view_state(self) -> ViewState:
-        """A consistent, immutable copy for the live view's thread."""
+        """A consistent, immutable copy for the live view's thread. Why trials wait is worded
+        on the loop's thread at its next turn after a view asked (:meth:`_word_reason`): the
+        copy has the answer to the previous ask, never one computed on every turn."""
         assert self.experiment is not None
         trials = self.book.snapshot() if self.book is not None else ()
+        self._reason_wanted = True
         with self._lock:
+            reason = self._reason if self.refusals else None
             return ViewState(self.experiment, trials, tuple(self._host_states.values()),
-                             tuple(self.events), self.waiting_reason)
+                             tuple(self.events), reason)
+
+    def _word_reason(self) -> None:
+        if self._reason_wanted:
+            self._reason_wanted = False
+            reason = self.waiting_reason()
+            with self._lock:
+                self._reason = reason
 
     # ------------------------------------------------------------------ start
 
@@ -302,6 +316,7 @@ class Controller(AssessFlow, TrialFlow, LimitFlow):
             self._check_budgets(now)
             self._fill(now)
             self._tick(now)
+            self._word_reason()
             if self._done():
                 self._finish(ExperimentStatus.DONE, self._done_message())
                 return

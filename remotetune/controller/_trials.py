@@ -14,6 +14,7 @@ from remotetune.backends import (
     Backend,
     ExitInfo,
     LaunchSpec,
+    PlaceResult,
     PollRequest,
     Report,
     ReportKind,
@@ -37,7 +38,7 @@ class TrialFlow:
     book: TrialBook | None
     backends: list[Backend]
     backend_of: dict[str, Backend]
-    waiting_reason: str | None
+    refusals: tuple[tuple[Backend, PlaceResult], ...]  # why the queue's head waits, raw
     tuner_exhausted: bool
     tuner_waiting: bool  # the tuner has nothing now: ask again after the next observe
     tuner: Any
@@ -108,21 +109,31 @@ class TrialFlow:
         return True
 
     def _place_waiting(self) -> None:
+        """Place the queue's head until a backend refuses. The refusals are kept as they came
+        (:meth:`waiting_reason` words them when asked); a backend's ``notice`` (a busy GPU
+        holds trials back) is an event, which the backend gives once per change."""
         book = self._book
-        self.waiting_reason = None
+        refusals: list[tuple[Backend, PlaceResult]] = []
         while book.queue:
             trial_id = book.queue[0]
-            reasons = []
+            refusals = []
             for backend in self.backends:
                 result = backend.place(trial_id)
+                if result.notice:
+                    self._event(EventKind.HOST, result.notice, level=EventLevel.WARNING)
                 if result.placement is not None:
                     book.queue.popleft()
                     self._launch(backend, book[trial_id], result.placement)
                     break
-                reasons.append(result.reason or "")
+                refusals.append((backend, result))
             else:
-                self.waiting_reason = "; ".join(r for r in reasons if r)
-                return
+                break
+        self.refusals = tuple(refusals) if book.queue else ()
+
+    def waiting_reason(self) -> str | None:
+        """Why the queue's head is not placed, worded now (not on every loop turn)."""
+        reasons = [result.reason or backend.why_not() for backend, result in self.refusals]
+        return "; ".join(r for r in reasons if r) or None
 
     def _launch(self, backend: Backend, trial: TrialRecord, placement: Any) -> None:
         book = self._book

@@ -34,13 +34,18 @@ from remotetune.model import (
     TrialStatus,
 )
 from remotetune.store import _codec as codec
+from remotetune.store._open import (
+    BUSY_TIMEOUT_S,
+    DB_NAME,
+    HOME_ENV,
+    connect_reader,
+    connect_writer,
+    create_atomically,
+)
 from remotetune.store._schema import check_current, migrate
 
 logger = logging.getLogger(__name__)
 
-HOME_ENV = "REMOTETUNE_HOME"
-DB_NAME = "remotetune.db"
-BUSY_TIMEOUT_S = 10.0
 _EXPERIMENT_ALPHABET = string.ascii_lowercase + string.digits
 _TRIAL_ALPHABET = string.ascii_letters + string.digits  # NNI's trial id alphabet
 
@@ -73,63 +78,6 @@ _UPSERT_HOST = (
 )
 
 
-def _connect_writer(path: Path) -> sqlite3.Connection:
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise StoreError(
-            f"cannot create the store's directory {path.parent}: {exc.strerror} "
-            f"(set {HOME_ENV} to a writable directory)"
-        ) from exc
-    try:
-        return sqlite3.connect(str(path), timeout=BUSY_TIMEOUT_S, check_same_thread=False)
-    except sqlite3.Error as exc:
-        raise StoreError(f"{path}: open failed: {exc}") from exc
-
-
-def _create_atomically(path: Path) -> None:
-    """Create and migrate a new store beside ``path``, then link it into place.
-
-    A reader that finds the file therefore always finds it migrated (it never sees a store
-    that a starting controller has created but not yet filled with its tables). When two
-    writers create the same store at once, the first link wins and the other uses it.
-    """
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise StoreError(
-            f"cannot create the store's directory {path.parent}: {exc.strerror} "
-            f"(set {HOME_ENV} to a writable directory)"
-        ) from exc
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{_random_id('0123456789abcdef', 8)}")
-    try:
-        Store(tmp, _in_place=True).close()  # the last close checkpoints and removes its WAL
-        try:
-            os.link(tmp, path)
-        except FileExistsError:
-            pass
-        except OSError:  # a filesystem without hard links: a rename, first writer or not
-            if not path.exists():
-                os.replace(tmp, path)
-    finally:
-        for leftover in (tmp, tmp.with_name(tmp.name + "-wal"), tmp.with_name(tmp.name + "-shm")):
-            leftover.unlink(missing_ok=True)
-
-
-def _connect_reader(path: Path) -> sqlite3.Connection:
-    """A ``mode=ro`` connection: SQLite refuses every write on it, and creates no file."""
-    if not path.is_file():
-        raise StoreError(
-            f"no store at {path} (run an experiment first, or set {HOME_ENV} to the "
-            "directory that holds remotetune.db)"
-        )
-    uri = f"{path.resolve().as_uri()}?mode=ro"
-    try:
-        return sqlite3.connect(uri, uri=True, timeout=BUSY_TIMEOUT_S, check_same_thread=False)
-    except sqlite3.Error as exc:
-        raise StoreError(f"{path}: open for reading failed: {exc}") from exc
-
-
 def _random_id(alphabet: str, length: int) -> str:
     return "".join(secrets.choice(alphabet) for _ in range(length))
 
@@ -154,8 +102,8 @@ class Store:
         self.readonly = readonly
         self._lock = threading.RLock()
         if not readonly and not _in_place and not self.path.exists():
-            _create_atomically(self.path)
-        conn = _connect_reader(self.path) if readonly else _connect_writer(self.path)
+            create_atomically(self.path, lambda tmp: Store(tmp, _in_place=True).close())
+        conn = connect_reader(self.path) if readonly else connect_writer(self.path)
         try:
             self._db = Database(conn, execute_plugins=False)
             self._db.execute(f"pragma busy_timeout = {int(BUSY_TIMEOUT_S * 1000)}")

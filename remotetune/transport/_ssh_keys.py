@@ -7,6 +7,7 @@ import base64
 import hashlib
 import logging
 import os
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, cast
@@ -15,6 +16,7 @@ import paramiko
 
 from remotetune.errors import AuthenticationFailed, HostKeyError
 from remotetune.model import HostSpec
+from remotetune.transport.base import NewHostKey
 
 log = logging.getLogger(__name__)
 
@@ -68,15 +70,25 @@ def _files(target: Target) -> str:
 
 class HostKeyPolicy(paramiko.MissingHostKeyPolicy):
     """An unknown host key is an error naming the file to add it to, unless the host says
-    ``acceptUnknownHostKey: true`` (then it is logged, never saved)."""
+    ``acceptUnknownHostKey: true`` (then it is logged, never saved), or ``accept_new`` (what
+    OpenSSH's ``StrictHostKeyChecking=accept-new`` does: the key is appended to the first
+    known_hosts file and listed in ``recorded``). A changed key never reaches this policy:
+    paramiko refuses it first (:func:`mismatch_error`); a host known by a key of another type
+    is refused here, as a changed key would be."""
 
-    def __init__(self, spec: HostSpec, target: Target) -> None:
+    def __init__(self, spec: HostSpec, target: Target, *, accept_new: bool = False,
+                 recorded: list[NewHostKey] | None = None) -> None:
         self.spec = spec
         self.target = target
+        self.accept_new = accept_new
+        self.recorded = recorded if recorded is not None else []
 
     def missing_host_key(self, client: Any, hostname: str, key: paramiko.PKey) -> None:
         target = self.target
         name = target.known_hosts_name
+        if self.accept_new:
+            self._record(client, hostname or name, key)
+            return
         if self.spec.accept_unknown_host_key:
             log.warning(
                 "%s: accepting unknown host key %s %s for %s (acceptUnknownHostKey: true; "
@@ -89,11 +101,51 @@ class HostKeyPolicy(paramiko.MissingHostKeyPolicy):
             self.spec.name,
             f"unknown host key for {name} ({key.get_name()} {fingerprint(key)}): "
             f"not in {_files(target)}",
-            hint=f"verify it and add it with `ssh-keyscan -p {target.port} {target.hostname} "
-            f">> {add_to}`, or set acceptUnknownHostKey: true",
+            hint="verify it and record it with `remotetune check --machines FILE "
+            f"--accept-new`, or `ssh-keyscan -p {target.port} {target.hostname} >> {add_to}`, "
+            "or set acceptUnknownHostKey: true",
         )
         err.reason = "unknown host key"
         raise err
+
+    def _record(self, client: Any, name: str, key: paramiko.PKey) -> None:
+        known = client.get_host_keys().lookup(name)
+        if known:  # known by another key type: a changed key, not a new host
+            other = next(iter(known.values()))
+            raise mismatch_error(self.spec, self.target, key, other)
+        path = self.target.known_hosts_files[0]
+        try:
+            append_host_key(path, name, key)
+        except OSError as exc:
+            raise HostKeyError(
+                self.spec.name, f"cannot record the host key of {name} "
+                f"({key.get_name()} {fingerprint(key)}) in {path}: {exc.strerror or exc}",
+                hint="make the file writable, or set knownHostsFile to one that is") from None
+        client.get_host_keys().add(name, key.get_name(), key)
+        self.recorded.append(NewHostKey(name, key.get_name(), fingerprint(key), path))
+        log.info("%s: recorded new host key %s %s for %s in %s", self.spec.name,
+                 key.get_name(), fingerprint(key), name, path)
+
+
+_APPEND_LOCK = threading.Lock()  # hosts are checked in parallel: one line at a time
+
+
+def append_host_key(path: str, name: str, key: paramiko.PKey) -> None:
+    """Append ``name type base64`` to a known_hosts file, creating it (0600, and its
+    directory 0700) when missing, as ssh does."""
+    line = f"{name} {key.get_name()} {key.get_base64()}\n".encode()
+    directory = os.path.dirname(path)
+    with _APPEND_LOCK:
+        if directory:
+            os.makedirs(directory, mode=0o700, exist_ok=True)
+        fd = os.open(path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o600)
+        try:
+            size = os.fstat(fd).st_size
+            if size and os.pread(fd, 1, size - 1) != b"\n":
+                line = b"\n" + line  # the last line had no newline
+            os.write(fd, line)
+        finally:
+            os.close(fd)
 
 
 def mismatch_error(

@@ -8,8 +8,9 @@ hops as Connections, ``ProxyCommand``); everything goes to paramiko through
 - a transport factory raising paramiko's rekey limits to 2**40 (its rekey after 512 MiB
   fails on busy connections) and preferring AES-GCM;
 - host key checking (fabric's default is to accept any key): the known_hosts files or
-  ``knownHostsFile``, an unknown key refused unless ``acceptUnknownHostKey: true``, a
-  changed key always refused, jump hosts included;
+  ``knownHostsFile``, an unknown key refused unless ``acceptUnknownHostKey: true`` (or
+  recorded, with ``accept_new``: ``remotetune check --accept-new``), a changed key always
+  refused, jump hosts included;
 - our keys and passphrases (``passphraseEnv``), and errors that say what was tried.
 """
 
@@ -34,6 +35,7 @@ from remotetune.transport._ssh_keys import (
     load_known_hosts,
     mismatch_error,
 )
+from remotetune.transport.base import NewHostKey
 
 REKEY_LIMIT = 2**40
 KEEPALIVE_S = 15
@@ -150,22 +152,28 @@ def tcp_socket(name: str, hostname: str, port: int, timeout: float) -> socket.so
     return sock
 
 
-def open_chain(spec: HostSpec, cxn: Connection) -> str:
-    """Open every hop, then the target; return how the target authenticated."""
+def open_chain(spec: HostSpec, cxn: Connection, *, accept_new: bool = False,
+               recorded: list[NewHostKey] | None = None) -> str:
+    """Open every hop, then the target; return how the target authenticated.
+
+    ``accept_new``: unknown host keys (of the hops too) are recorded in known_hosts and
+    listed in ``recorded`` (:class:`HostKeyPolicy`)."""
     for hop in hops(cxn):
         hop_spec = replace(spec, name=f"{spec.name} (jump {hop.original_host})",
                            host=hop.original_host, port=int(hop.port), user=hop.user,
                            password_env=None)
-        open_one(hop_spec, hop, with_password=False)
-    return open_one(spec, cxn)
+        open_one(hop_spec, hop, with_password=False, accept_new=accept_new, recorded=recorded)
+    return open_one(spec, cxn, accept_new=accept_new, recorded=recorded)
 
 
-def open_one(spec: HostSpec, cxn: Connection, *, with_password: bool = True) -> str:
+def open_one(spec: HostSpec, cxn: Connection, *, with_password: bool = True,
+             accept_new: bool = False, recorded: list[NewHostKey] | None = None) -> str:
     """Open one hop through fabric with our socket, transport, host key policy and keys."""
     target = target_of(spec, cxn)
     creds = credentials(spec, target, with_password=with_password)
     load_known_hosts(spec.name, target, cxn.client.get_host_keys())
-    cxn.client.set_missing_host_key_policy(HostKeyPolicy(spec, target))
+    cxn.client.set_missing_host_key_policy(
+        HostKeyPolicy(spec, target, accept_new=accept_new, recorded=recorded))
     timeout = spec.connect_timeout
     # paramiko's start_client returns silently when its own timeout passes first: give the
     # banner and auth timeouts the first word, "No existing session" is a timeout below.

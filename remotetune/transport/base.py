@@ -29,6 +29,16 @@ class CommandResult:
         return self.exit_code == 0
 
 
+@dataclass(frozen=True)
+class NewHostKey:
+    """A host key seen for the first time and recorded (``remotetune check --accept-new``)."""
+
+    host: str  # as known_hosts names it: ``name`` or ``[name]:port``
+    key_type: str  # ssh-ed25519, ecdsa-sha2-nistp256, ...
+    fingerprint: str  # SHA256:..., as ``ssh-keygen -l`` prints it
+    recorded_in: str  # the known_hosts file it was appended to
+
+
 class AgentChannel(abc.ABC):
     """A byte pipe to a process on the host (its stdin and stdout)."""
 

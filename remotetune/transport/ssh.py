@@ -40,7 +40,7 @@ from remotetune.transport._ssh_open import (
     open_chain,
     target_of,
 )
-from remotetune.transport.base import AgentChannel, CommandResult, Transport
+from remotetune.transport.base import AgentChannel, CommandResult, NewHostKey, Transport
 
 log = logging.getLogger(__name__)
 
@@ -58,8 +58,10 @@ __all__ = [
 class SSHTransport(Transport):
     """One SSH connection to one host. No I/O until ``connect()`` (or first use)."""
 
-    def __init__(self, spec: HostSpec) -> None:
+    def __init__(self, spec: HostSpec, *, accept_new: bool = False) -> None:
         super().__init__(spec)
+        self.accept_new = accept_new  # record unknown host keys (`check --accept-new`)
+        self.new_host_keys: list[NewHostKey] = []  # what was recorded, in order
         self._cxn: Any = None  # the fabric Connection (its .gateway chain holds the hops)
         self._client: paramiko.Transport | None = None
         self._lock = threading.Lock()
@@ -80,7 +82,8 @@ class SSHTransport(Transport):
             cxn = connection(self.spec)
             self.target = target_of(self.spec, cxn)
             try:
-                self.auth_method = open_chain(self.spec, cxn)
+                self.auth_method = open_chain(self.spec, cxn, accept_new=self.accept_new,
+                                              recorded=self.new_host_keys)
             except BaseException:
                 close_chain(cxn)
                 raise

@@ -27,6 +27,7 @@ from remotetune.backends._base import (
 from remotetune.backends.hostpool._launch import trial_files
 from remotetune.backends.hostpool._session import GpuReport, HostSession, PollItem
 from remotetune.backends.hostpool._slots import SlotTable
+from remotetune.backends.hostpool._waiting import BusyNotice
 from remotetune.backends.hostpool._workers import Completion, HostStatus, HostWorker, Op
 from remotetune.errors import (
     AgentError,
@@ -65,12 +66,16 @@ class HostPoolBackend(Backend):
         gpu_refresh: float = 10.0,
         host_state_interval: float = 1.0,
         local_workdir: str | None = None,
+        local_code_dir: str | None = None,
         session_factory: Callable[..., HostSession] = HostSession,
         long_poll: float = LONG_POLL,
     ) -> None:
         self._specs = list(hosts)
         self._session_factory = session_factory
         self._local_workdir = local_workdir
+        # Local trials run in the code directory itself (NNI's local mode); None: in the
+        # snapshot, as on remote hosts (`localSnapshot: true`)
+        self._local_code_dir = local_code_dir
         self.slots = SlotTable(self._specs, trial_gpu_number, default_slots=default_slots)
         self._default_slots = default_slots
         self._poll_interval = poll_interval  # unused by long polls; kept for the interface
@@ -82,6 +87,8 @@ class HostPoolBackend(Backend):
         self._refused: dict[str, str] = {}  # host -> the last launch refusal told
         self._misfit: dict[str, str] = {}  # host -> why its machines entry does not fit it
         self._spec: OpenSpec | None = None
+        self._busy = BusyNotice()  # which busy GPUs the user was told trials wait for
+        self._refusal: tuple[int, PlaceResult] | None = None  # (slot table version, answer)
         self._handlers: dict[Op, Callable[[HostWorker, Completion, float], list[Report]]] = {
             Op.CONNECT: self._on_connect,
             Op.LAUNCH: self._on_launch,
@@ -146,10 +153,21 @@ class HostPoolBackend(Backend):
         return self.slots.impossible()
 
     def place(self, trial_id: str) -> PlaceResult:
+        """A refusal is worked out once per change of the slot table: until it changes, the
+        next waiting trial gets the same answer at no cost. Why in full is :meth:`why_not`
+        (asked for by the view); a busy GPU is named in the answer's ``notice``, once."""
+        if self._refusal is not None and self._refusal[0] == self.slots.version:
+            return self._refusal[1]
         placement = self.slots.place(trial_id)
         if placement is not None:
             return PlaceResult(placement)
-        return PlaceResult(None, self.slots.why_not(), self.slots.impossible() is None)
+        answer = PlaceResult(None, None, self.slots.impossible() is None)
+        self._refusal = (self.slots.version, answer)
+        notice = self._busy.refused(self.slots.busy_gpus())
+        return answer if notice is None else PlaceResult(None, None, answer.ever, notice)
+
+    def why_not(self) -> str | None:
+        return self.slots.why_not()
 
     def reattach(self, trial: TrialRecord) -> TrialHandle | None:
         if trial.host not in self.hosts():
@@ -175,8 +193,10 @@ class HostPoolBackend(Backend):
         worker = self.workers[spec.placement.host]
         assert worker.snapshot_dir is not None
         relative = self._relative_dir(spec.trial.id)
+        code_dir = (self._local_code_dir if worker.spec.local and self._local_code_dir
+                    else worker.snapshot_dir)
         files = trial_files(worker.session, self._spec.experiment_id, spec,
-                            worker.session.absolute(relative), worker.snapshot_dir)
+                            worker.session.absolute(relative), code_dir)
         worker.submit(Op.LAUNCH, worker.session.launch, spec.trial.id, relative, files,
                       token=spec.trial.id)
 
@@ -333,6 +353,7 @@ class HostPoolBackend(Backend):
         worker.gpus = tuple(report.gpus or ())
         worker.gpu_error = report.error
         self.slots.update_gpus(worker.name, report.gpus, error=report.error)
+        self._busy.reading(worker.name, (g.index for _, g in self.slots.busy_gpus(worker.name)))
 
     def _on_gpus(self, worker: HostWorker, item: Completion, now: float) -> list[Report]:
         worker.gpu_in_flight = False

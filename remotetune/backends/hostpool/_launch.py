@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import sys
-
 from remotetune import commands
 from remotetune.backends._base import LaunchSpec
 from remotetune.backends.hostpool._session import HostSession, launch_files
@@ -41,11 +38,10 @@ def trial_env(spec: HostSpec, experiment_id: str, launch: LaunchSpec, trial_dir:
 def trial_files(session: HostSession, experiment_id: str, launch: LaunchSpec,
                 trial_dir: str, code_dir: str) -> dict[str, str]:
     spec = session.spec
+    # Only the trial API goes in front. PATH is the user's own (the local machine's as
+    # remotetune was started, a remote login's): `python3` in a trialCommand is the one the
+    # user's shell would run, never the interpreter remotetune itself runs in.
     prepend = {"PYTHONPATH": session.lib_dir}
-    if spec.local and spec.python == "python3":
-        # `python3` in a local trialCommand is the interpreter remotetune runs in (its
-        # virtualenv, with the trial's packages), as it would be in the user's shell.
-        prepend["PATH"] = os.path.dirname(sys.executable)
     trial = launch.trial
     gpus = launch.placement.gpus if launch.placement.cuda_visible_devices is not None else ()
     reserve = {"indices": list(gpus), "per_gpu": spec.max_trials_per_gpu,

@@ -196,6 +196,9 @@ class SlotTable:
                 )
             self._hosts[spec.name] = _Host(spec, order)
         self._placements: dict[str, Placement] = {}
+        # Bumped by every change: a placement refused at one version is refused again at
+        # the same version, so callers may keep the answer until it moves.
+        self.version = 0
 
     # ---- inputs -------------------------------------------------------------------------
 
@@ -211,6 +214,7 @@ class SlotTable:
     ) -> None:
         """Record a fresh GPU reading; ``None`` means unknown (``error`` says why)."""
         state = self._host(host)
+        self.version += 1
         state.gpus = None if gpus is None else tuple(sorted(gpus, key=lambda g: g.index))
         state.error = error if gpus is None else None
         state.ours_since_reading = set(state.counts())
@@ -220,10 +224,14 @@ class SlotTable:
         """A launch on ``gpu`` was refused: other experiments' trials hold it (``holders``
         of them). It counts as that full until the next GPU reading."""
         self._host(host).foreign[gpu] = (max(1, holders), who)
+        self.version += 1
 
     def set_reachable(self, host: str, reachable: bool) -> None:
         """Unreachable hosts keep their trials but take no new ones."""
-        self._host(host).reachable = reachable
+        state = self._host(host)
+        if state.reachable != reachable:
+            state.reachable = reachable
+            self.version += 1
 
     # ---- placement ----------------------------------------------------------------------
 
@@ -235,6 +243,7 @@ class SlotTable:
         if slots < 0:
             raise ValueError(f"default_slots must be >= 0, got {slots}")
         self._default_slots = slots
+        self.version += 1
 
     def _slots(self, state: _Host) -> int:
         spec_slots = state.spec.slots
@@ -292,6 +301,7 @@ class SlotTable:
         state.trials[trial_id] = placement
         state.ours_since_reading.update(placement.gpus)
         self._placements[trial_id] = placement
+        self.version += 1
 
     def occupy(self, trial_id: str, placement: Placement) -> None:
         """Record a placement made earlier (controller restart), even if it over-subscribes."""
@@ -307,8 +317,24 @@ class SlotTable:
             logger.debug("release of trial %s that holds nothing", trial_id)
             return
         del self._hosts[placement.host].trials[trial_id]
+        self.version += 1
 
     # ---- queries ------------------------------------------------------------------------
+
+    def busy_gpus(self, host: str | None = None) -> tuple[tuple[HostSpec, GpuInfo], ...]:
+        """The GPUs a trial may not take because other people's work keeps them busy (above
+        the host's thresholds, without ``useActiveGpu``), on reachable hosts (or ``host``),
+        in host order."""
+        if not self._gpu_mode():
+            return ()
+        found: list[tuple[HostSpec, GpuInfo]] = []
+        for state in self._hosts.values() if host is None else (self._host(host),):
+            if not state.reachable:
+                continue
+            counts = state.counts()
+            found.extend((state.spec, g) for g in state.eligible()
+                         if g.index not in state.foreign and state.blocked_by_others(g, counts))
+        return tuple(found)
 
     def holders(self, host: str) -> dict[int, tuple[str, ...]]:
         """GPU index -> ids of our trials on it (only GPUs that hold any)."""
