@@ -79,13 +79,15 @@ class Case:
     learns: bool = False  # model-based: must beat random on a 1-D quadratic
     enumerates: bool = False  # finite, never re-issues (grid, batch)
     batch: bool = False  # takes BatchTuner's space
+    code_directory: str | None = None  # where a custom tuner's module lies
 
     def space(self, default: SearchSpace = MIXED) -> SearchSpace:
         return BATCH if self.batch else default
 
     def tuner(self, space: SearchSpace | None = None, seed: int | None = 0, **extra: Any) -> Tuner:
         args = {**self.class_args, **extra}
-        return create_tuner(self.name, args, space or self.space(), seed=seed)
+        return create_tuner(self.name, args, space or self.space(), seed=seed,
+                            code_directory=self.code_directory)
 
     def in_domain(self, space: SearchSpace, params: Mapping[str, Any]) -> bool:
         return dict(params) in BATCH_CONFIGS if self.batch else space.contains(params)
