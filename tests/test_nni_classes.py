@@ -5,7 +5,11 @@ remotetune's adapters, with NNI absent: the contract suites run against the samp
 from __future__ import annotations
 
 import json
+import os
+import subprocess
 import sys
+import sysconfig
+import textwrap
 from pathlib import Path
 from typing import Any
 
@@ -21,13 +25,12 @@ from remotetune.testing.assessors import AssessorContract, Factory
 from remotetune.testing.tuners import MIXED, Case, TunerContract
 from remotetune.tuners import create_tuner
 from remotetune.tuners._nni import NniTuner
+from tests.test_nni_trial_api import NNI_PYTHON, needs_nni
 
 NNI_USER = Path(__file__).parent / "data" / "nni_user"
 TUNER = "my_tuner.RandomNniTuner"
 ASSESSOR = "my_assessor.MedianNniAssessor"
 LINE = SearchSpace.parse({"x": {"_type": "uniform", "_value": [0.0, 1.0]}})
-pytestmark = pytest.mark.skipif(
-    ensure_nni() is False, reason="NNI is installed here: its own classes are used")
 
 
 @pytest.fixture(params=[Case(TUNER, code_directory=str(NNI_USER))], ids=lambda c: c.name)
@@ -138,6 +141,7 @@ def test_the_nni_assessor_sees_numbers_and_ends(tmp_path: Path) -> None:
 
 
 def test_nni_base_classes_are_nni_modules() -> None:
+    ensure_nni()
     import nni
     import nni.assessor
     import nni.tuner
@@ -193,3 +197,45 @@ def test_nni_classes_in_code_directory_are_checked_at_load_time(
         """)
     check(err, file="exp.yml", key="assessor.classArgs.start_steps", line=9,
           fix="did you mean start_step?")
+
+
+REAL_NNI_CONTROLLER = textwrap.dedent("""
+    import json, sys
+    from remotetune.nni_classes import ensure_nni
+    assert ensure_nni() is False  # NNI is installed: nothing is put in its place
+    import nni
+    from remotetune.assessors import CurvePoint, TrialView, create_assessor
+    from remotetune.model import TrialStatus
+    from remotetune.space import SearchSpace
+    from remotetune.tuners import create_tuner
+    space = SearchSpace.parse({"x": {"_type": "uniform", "_value": [0, 1]}})
+    code = sys.argv[1]
+    tuner = create_tuner("my_tuner.RandomNniTuner", {"budget": 2}, space, seed=1,
+                         code_directory=code)
+    a, b = tuner.suggest(0, ()), tuner.suggest(1, ())
+    tuner.observe(0, a, 0.5, TrialStatus.SUCCEEDED)
+    none, waiting = tuner.suggest(2, ()), not tuner.is_exhausted()
+    assessor = create_assessor("my_assessor.MedianNniAssessor", {"start_step": 2},
+                               code_directory=code)
+    done = TrialView("d", {}, tuple(CurvePoint(s, 0.9, s) for s in (1, 2, 3)),
+                     TrialStatus.SUCCEEDED)
+    assessor.restore([done])
+    bad = TrialView("b", {}, tuple(CurvePoint(s, 0.1, 10 + s) for s in (1, 2)))
+    print(json.dumps({"nni": nni.__file__, "base": type(tuner.nni).__mro__[1].__module__,
+                      "a": a, "none": none, "waiting": waiting,
+                      "stop": assessor.assess(bad, [done]).stop}))
+""")
+
+
+@needs_nni
+def test_with_nni_installed_on_the_controller_its_own_classes_are_used() -> None:
+    path = os.pathsep.join([str(Path(__file__).resolve().parent.parent),
+                            sysconfig.get_paths()["purelib"]])
+    result = subprocess.run([NNI_PYTHON, "-c", REAL_NNI_CONTROLLER, str(NNI_USER)],
+                            env={**os.environ, "PYTHONPATH": path}, capture_output=True,
+                            text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    out = json.loads(result.stdout.splitlines()[-1])
+    assert "site-packages" in out["nni"] and out["base"] == "nni.tuner"
+    assert 0 <= out["a"]["x"] <= 1 and out["none"] is None and out["waiting"] is True
+    assert out["stop"] is True
