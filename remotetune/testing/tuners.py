@@ -11,6 +11,9 @@ Use them for a tuner of your own::
 
     class TestMyTuner(TunerContract):
         pass
+
+A tuner written for NNI (``nni.tuner.Tuner``) is checked the same way, through its adapter:
+``Case("my_tuner.MyTuner", code_directory="path/to/its/directory")``.
 """
 
 from __future__ import annotations
