@@ -2,9 +2,9 @@
 PYTHONPATH, with NNI absent (remotetune's stand-in) and with the real NNI 3.0 installed in
 the trial's Python (its own modules load, the trial API reports to remotetune).
 
-The real-NNI cases need a Python with ``nni`` installed: ``$REMOTETUNE_TEST_NNI_PYTHON``, or
-``/tmp/nni-venv/bin/python`` when it exists (``pip install nni==3.0`` in a venv); skipped
-otherwise.
+The real-NNI cases need a Python with NNI 3.0 installed: ``$REMOTETUNE_NNI_PYTHON``, else
+``.nni-venv/bin/python`` (``scripts/test.sh`` builds it), else ``/tmp/nni-venv/bin/python``;
+skipped when there is none.
 """
 
 from __future__ import annotations
@@ -23,9 +23,12 @@ import pytest
 from remotetune.backends.hostpool._bundle import bundle
 from remotetune.nni_compat.utils import merge_parameter
 
-NNI_PYTHON = os.environ.get("REMOTETUNE_TEST_NNI_PYTHON", "/tmp/nni-venv/bin/python")
-needs_nni = pytest.mark.skipif(not os.path.exists(NNI_PYTHON),
-                               reason=f"no Python with NNI installed at {NNI_PYTHON}")
+ROOT = Path(__file__).resolve().parent.parent
+NNI_PYTHON = next((str(p) for p in (os.environ.get("REMOTETUNE_NNI_PYTHON"),
+                                    ROOT / ".nni-venv/bin/python", "/tmp/nni-venv/bin/python")
+                   if p and os.path.exists(p)), "")
+needs_nni = pytest.mark.skipif(not NNI_PYTHON, reason="no Python with NNI installed "
+                               "($REMOTETUNE_NNI_PYTHON, .nni-venv or /tmp/nni-venv)")
 
 TRIAL = textwrap.dedent('''
     import argparse, json, sys
