@@ -163,42 +163,6 @@ def test_the_sample_tuner_samples_every_type() -> None:
         assert params is not None and MIXED.contains(params), params
 
 
-@pytest.mark.parametrize(("tuner", "args", "key", "fix"), [
-    ("my_tuner.RandomNniTuner", "{bogus: 1}", "tuner.classArgs.bogus",
-     "has no class argument 'bogus'"),
-    ("my_tuner.Nope", "{}", "tuner.className", "module 'my_tuner' has no 'Nope'"),
-    ("needs.T", "{}", "tuner.className", "imports 'no_such_package_xyz', which is not installed"),
-])
-def test_nni_classes_in_code_directory_are_checked_at_load_time(
-        tmp_path: Path, tuner: str, args: str, key: str, fix: str) -> None:
-    from tests.test_config import check, exp_error
-
-    code = tmp_path / "code"
-    code.mkdir()
-    for name in ("my_tuner.py", "my_assessor.py"):
-        (code / name).write_text((NNI_USER / name).read_text())
-    (code / "needs.py").write_text("from nni.tuner import Tuner\nimport no_such_package_xyz\n")
-    err = exp_error(tmp_path, f"""\
-        trialCommand: python3 t.py
-        trialConcurrency: 1
-        tuner:
-          className: {tuner}
-          codeDirectory: code
-          classArgs: {args}
-        """)
-    check(err, file="exp.yml", key=key, line=9 if "classArgs" in key else 7, fix=fix)
-    err = exp_error(tmp_path, """\
-        trialCommand: python3 t.py
-        trialConcurrency: 1
-        assessor:
-          className: my_assessor.MedianNniAssessor
-          codeDirectory: code
-          classArgs: {start_steps: 2}
-        """)
-    check(err, file="exp.yml", key="assessor.classArgs.start_steps", line=9,
-          fix="did you mean start_step?")
-
-
 REAL_NNI_CONTROLLER = textwrap.dedent("""
     import json, sys
     from remotetune.nni_classes import ensure_nni

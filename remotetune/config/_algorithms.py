@@ -10,10 +10,8 @@ arguments are checked then.
 
 from __future__ import annotations
 
-import inspect
 import re
 from collections.abc import Mapping
-from pathlib import Path
 from typing import Any
 
 from remotetune.config._fields import Section, did_you_mean
@@ -50,10 +48,8 @@ def check_tuner(top: Section, key: str, space: SearchSpace, seed: int | None) ->
     from remotetune.tuners._nni_names import REFUSED, nni_name, stand_in
 
     sec = top.section(key)
-    if sec is None:
+    if sec is None or _custom(sec):
         return None
-    if _custom(sec):
-        return check_custom(sec, "tuner")
     name = str(sec.get("name"))
     args_sec = sec.section("classArgs")
     args = dict(args_sec.data) if args_sec is not None else {}
@@ -108,7 +104,6 @@ def check_assessor(top: Section, tuner_key: str, tuner_cls: type | None) -> None
                        f"the tuner {tuner_name} stops its own trials: it takes no assessor",
                        hint="remove the assessor, or use another tuner, e.g. TPE")
     if _custom(sec):
-        check_custom(sec, "assessor")
         return
     name = str(sec.get("name"))
     try:
@@ -123,50 +118,3 @@ def check_assessor(top: Section, tuner_key: str, tuner_cls: type | None) -> None
         create_assessor(name, args)
     except RemotetuneError as exc:
         raise _arg_error(sec, args_sec, exc, args) from None
-
-
-def _module_file(name: str, code: Path) -> bool:
-    module = name.partition(":")[0] if ":" in name else name.rpartition(".")[0]
-    base = code.joinpath(*module.split(".")) if module else None
-    return base is not None and (base.with_suffix(".py").is_file()
-                                 or (base / "__init__.py").is_file())
-
-
-def check_custom(sec: Section, what: str) -> type | None:
-    """A custom class (remotetune's or NNI's) whose module is a file in its codeDirectory:
-    imported now, so a missing class, a failing import or classArgs that do not fit its
-    constructor are load-time errors. Other modules (installed packages) load at run time."""
-    from remotetune.assessors import Assessor, assessor_class
-    from remotetune.assessors._nni import NniAssessor
-    from remotetune.tuners import Tuner, tuner_class
-    from remotetune.tuners._nni import NniTuner
-
-    if not sec.has("codeDirectory"):
-        return None
-    name_key = "className" if sec.has("className") else "name"
-    name = str(sec.get(name_key))
-    code = sec.local_path("codeDirectory", kind="directory")
-    if code is None or not _module_file(name, code):
-        return None
-    try:
-        load = tuner_class if what == "tuner" else assessor_class
-        cls: type[Tuner] | type[Assessor] = load(name, code_directory=str(code))
-    except RemotetuneError as exc:
-        raise sec.fail(name_key, str(exc)) from None
-    args_sec = sec.section("classArgs")
-    args = dict(args_sec.data) if args_sec is not None else {}
-    if issubclass(cls, (NniTuner, NniAssessor)):
-        params = inspect.signature(cls.nni_class).parameters.values()
-        if not any(p.kind is p.VAR_KEYWORD for p in params):
-            _check_arg_names(name, cls.class_arg_names(), args_sec)
-        try:
-            inspect.signature(cls.nni_class).bind(**args)
-        except TypeError as exc:
-            accepted = ", ".join(sorted(cls.class_arg_names())) or "no arguments"
-            raise sec.fail("classArgs" if args_sec is not None else name_key,
-                           f"{name}'s constructor does not take these classArgs: {exc}",
-                           hint=f"it takes: {accepted}") from None
-        return cls
-    common = {"optimize_mode", "seed"} if what == "tuner" else {"optimize_mode"}
-    _check_arg_names(name, cls.class_arg_names() | common, args_sec)
-    return cls
