@@ -27,6 +27,7 @@ from typing import Any
 
 __all__ = [
     "get_next_parameter",
+    "get_next_parameters",
     "get_current_parameter",
     "report_intermediate_result",
     "report_final_result",
@@ -81,15 +82,48 @@ def get_next_parameter() -> dict[str, Any]:
         return dict(_state["params"])
 
 
-get_current_parameter = get_next_parameter
+def get_next_parameters() -> dict[str, Any]:
+    """NNI's alias of :func:`get_next_parameter`."""
+    return get_next_parameter()
+
+
+def get_current_parameter(tag: str | None = None) -> Any:
+    """The parameter ``tag`` of this trial, or all of them (a dict) when ``tag`` is None.
+
+    As NNI's, except that it also works before ``get_next_parameter()`` was called (NNI
+    returns None then). An unknown ``tag`` raises KeyError, as in NNI.
+    """
+    params = get_next_parameter()
+    return params if tag is None else params[tag]
+
+
+def _plain(value: Any) -> Any:
+    """``value`` with numpy (or torch) scalars and 0-d arrays turned into Python numbers.
+
+    Duck-typed, so numpy is never imported here: a value with ``.item()`` and an empty
+    ``shape`` is a scalar; any other non-number with ``__float__`` (``Decimal``) is a float.
+    """
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    item = getattr(value, "item", None)
+    if callable(item) and tuple(getattr(value, "shape", (None,))) == ():
+        return item()
+    if hasattr(type(value), "__float__") and not hasattr(value, "shape"):
+        return float(value)
+    return value
 
 
 def _check(value: Any) -> Any:
+    value = _plain(value)
     number = value.get("default") if isinstance(value, dict) else value
     if isinstance(number, bool) or not isinstance(number, (int, float)):
         raise TypeError(
-            "a metric must be a number or a dict with a numeric 'default' key, "
-            f"got {value!r}"
+            "a metric must be a number (a numpy scalar or 0-d array will do) or a dict with "
+            f"a numeric 'default' key, got {value!r}"
         )
     if isinstance(number, float) and math.isnan(number):
         raise ValueError("a metric must not be NaN")

@@ -10,9 +10,11 @@ from remotetune.assessors._asha import AshaAssessor
 from remotetune.assessors._base import Assessor, parse_mode
 from remotetune.assessors._curvefit import CurvefittingAssessor
 from remotetune.assessors._median import MedianstopAssessor
+from remotetune.assessors._nni import NniAssessor, nni_assessor_class
 from remotetune.assessors._optuna import PRUNERS, OptunaPrunerAssessor, pruner_arg_names
 from remotetune.errors import AssessorError
 from remotetune.model import OptimizeMode
+from remotetune.nni_classes import is_nni_assessor
 
 #: Display name -> class. Optuna's pruners all map to :class:`OptunaPrunerAssessor`.
 BUILTIN_ASSESSORS: dict[str, type[Assessor]] = {
@@ -66,6 +68,8 @@ def create_assessor(
     if not isinstance(class_args, Mapping):
         raise AssessorError(f"assessor {name}: classArgs must be a mapping, got {class_args!r}")
     cls = assessor_class(name, code_directory=code_directory)
+    if issubclass(cls, NniAssessor):  # NNI's way: classArgs as they are
+        return cls.create(class_args)
     args = dict(class_args)
     mode = parse_mode(args.pop("optimize_mode", optimize_mode or OptimizeMode.MAXIMIZE), name)
     accepted = assessor_arg_names(name, code_directory=code_directory)
@@ -86,7 +90,8 @@ def create_assessor(
 
 
 def assessor_class(name: str, *, code_directory: str | None = None) -> type[Assessor]:
-    """The class for ``name``; a custom ``module:Class`` must subclass :class:`Assessor`."""
+    """The class for ``name``; a custom ``module:Class`` must subclass :class:`Assessor`, or
+    NNI's ``nni.assessor.Assessor`` (then the class returned is its adapter)."""
     if not isinstance(name, str) or not name.strip():
         raise AssessorError(f"assessor name must be a non-empty string, got {name!r}")
     key = builtin_name(name)
@@ -112,9 +117,12 @@ def _load_custom(spec: str, code_directory: str | None) -> type[Assessor]:
         raise AssessorError(f"custom assessor {spec!r} must be written as 'module:Class'")
     module = _import(module_name, code_directory, "assessor")
     cls = getattr(module, class_name, None)
+    if is_nni_assessor(cls):
+        assert isinstance(cls, type)
+        return nni_assessor_class(cls, spec)
     if not (isinstance(cls, type) and issubclass(cls, Assessor)):
         raise AssessorError(
             f"custom assessor {spec!r} must be a class that subclasses "
-            "remotetune.assessors.Assessor"
+            "remotetune.assessors.Assessor or nni.assessor.Assessor"
         )
     return cls

@@ -2,9 +2,10 @@
 
 An unknown built-in name, an unknown class argument, a bad argument value, or an assessor
 paired with a tuner that stops its own trials (Hyperband, BOHB) is a :class:`ConfigError` with
-the file, key and line, before anything is stored. Custom classes (``className``, or a name
-written ``module:Class``) are imported only when the experiment runs, so their arguments are
-checked then.
+the file, key and line, before anything is stored; so is NNI's PBT or PPOTuner (which cannot
+run here) and a GP without PyTorch. Custom classes (``className``, or a name written
+``module:Class``, remotetune's or NNI's) are imported only when the experiment runs, so their
+arguments are checked then.
 """
 
 from __future__ import annotations
@@ -38,35 +39,52 @@ def _arg_error(sec: Section, args_sec: Section | None, err: RemotetuneError,
 
 
 def check_tuner(top: Section, key: str, space: SearchSpace, seed: int | None) -> type | None:
-    """Validate ``top[key]`` (tuner or advisor); the tuner class when it is a built-in."""
+    """Validate ``top[key]`` (tuner or advisor); the tuner class when it is a built-in.
+
+    NNI's names that run as another built-in (SMAC, Metis...) are checked as that one, with
+    their class arguments translated (``tuners._nni_names``); PBT and PPOTuner are refused.
+    """
     from remotetune.tuners import create_tuner, tuner_class
+    from remotetune.tuners._nni_names import REFUSED, nni_name, stand_in
 
     sec = top.section(key)
     if sec is None or _custom(sec):
         return None
     name = str(sec.get("name"))
+    args_sec = sec.section("classArgs")
+    args = dict(args_sec.data) if args_sec is not None else {}
     try:
         cls = tuner_class(name)
     except RemotetuneError as exc:
-        raise sec.fail("name", str(exc), hint="names ignore case, '_' and '-'") from None
+        refused = REFUSED.get(nni_name(name) or "")
+        hint = (f"write `name: {refused[0]}`" if refused
+                else "names ignore case, '_' and '-'")
+        raise sec.fail("name", str(exc), hint=hint) from None
     if key == "advisor" and cls.accepts_assessor:
         raise sec.fail("name", f"{name} is a tuner, not an advisor (advisors: "
                        f"{', '.join(_ADVISORS)})", hint=f"write `tuner: {{name: {name}}}`")
-    args_sec = sec.section("classArgs")
-    args = dict(args_sec.data) if args_sec is not None else {}
-    accepted = cls.class_arg_names() | {"optimize_mode", "seed"}
-    for arg in args:
+    if nni_name(name) is not None:
+        try:
+            stand_in(name, args)
+        except RemotetuneError as exc:
+            raise _arg_error(sec, args_sec, exc, args) from None
+    else:
+        _check_arg_names(name, cls.class_arg_names() | {"optimize_mode", "seed"}, args_sec)
+    try:
+        create_tuner(name, args, space, seed=seed)
+    except RemotetuneError as exc:
+        raise _arg_error(sec, args_sec, exc, args) from None
+    return cls
+
+
+def _check_arg_names(name: str, accepted: frozenset[str], args_sec: Section | None) -> None:
+    for arg in args_sec.data if args_sec is not None else ():
         if arg not in accepted:
             close = did_you_mean(str(arg), accepted)
             assert args_sec is not None
             raise args_sec.fail(str(arg), f"{name} has no class argument {arg!r}",
                                 hint=(f"did you mean {close}? " if close else "")
                                 + f"it accepts: {', '.join(sorted(accepted))}")
-    try:
-        create_tuner(name, args, space, seed=seed)
-    except RemotetuneError as exc:
-        raise _arg_error(sec, args_sec, exc, args) from None
-    return cls
 
 
 def check_assessor(top: Section, tuner_key: str, tuner_cls: type | None) -> None:
@@ -95,13 +113,7 @@ def check_assessor(top: Section, tuner_key: str, tuner_cls: type | None) -> None
         raise sec.fail("name", str(exc), hint="names ignore case, '_' and '-'") from None
     args_sec = sec.section("classArgs")
     args = dict(args_sec.data) if args_sec is not None else {}
-    for arg in args:
-        if arg not in accepted:
-            close = did_you_mean(str(arg), accepted)
-            assert args_sec is not None
-            raise args_sec.fail(str(arg), f"{name} has no class argument {arg!r}",
-                                hint=(f"did you mean {close}? " if close else "")
-                                + f"it accepts: {', '.join(sorted(accepted))}")
+    _check_arg_names(name, accepted, args_sec)
     try:
         create_assessor(name, args)
     except RemotetuneError as exc:

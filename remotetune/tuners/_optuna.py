@@ -1,4 +1,5 @@
-"""TPE: Optuna's ``TPESampler`` through the ask/tell API on an in-memory study.
+"""TPE: Optuna's ``TPESampler`` through the ask/tell API on an in-memory study (the same
+:class:`OptunaTuner` runs GP on ``GPSampler``, ``_gp``).
 
 How NNI's space maps onto Optuna, define-by-run, one Optuna parameter per dotted path
 (``model[conv].kernel``), so nested choices are conditional parameters:
@@ -61,40 +62,18 @@ _IGNORED_TPE_ARGS = frozenset({"linear_forgetting", "prior_weight", "gamma"})
 _LIARS = (None, "best", "worst", "mean")
 
 
-class TpeTuner(Tuner):
+class OptunaTuner(Tuner):
+    """A tuner on an Optuna sampler: an in-memory study driven through ask/tell."""
+
     def __init__(
         self,
         space: SearchSpace,
         optimize_mode: OptimizeMode | str = OptimizeMode.MAXIMIZE,
         *,
         seed: int | None = None,
-        n_startup_trials: int = 20,
-        n_ei_candidates: int = 24,
-        multivariate: bool = True,
-        constant_liar: bool = True,
-        tpe_args: Mapping[str, Any] | None = None,
+        sampler: optuna.samplers.BaseSampler | None = None,
     ) -> None:
         super().__init__(space, optimize_mode, seed=seed)
-        if tpe_args is not None:
-            constant_liar, n_startup_trials, n_ei_candidates = _nni_tpe_args(
-                tpe_args, constant_liar, n_startup_trials, n_ei_candidates
-            )
-        self.n_startup_trials = int_arg("TPE", "n_startup_trials", n_startup_trials, 0)
-        self.n_ei_candidates = int_arg("TPE", "n_ei_candidates", n_ei_candidates, 1)
-        self.multivariate = bool_arg("TPE", "multivariate", multivariate)
-        self.constant_liar = bool_arg("TPE", "constant_liar", constant_liar)
-        nested = any(o.nested for p in space.parameters for o in p.options)
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-            sampler = optuna.samplers.TPESampler(
-                n_startup_trials=self.n_startup_trials,
-                n_ei_candidates=self.n_ei_candidates,
-                multivariate=self.multivariate,
-                # conditional (nested) parameters get their own groups when multivariate
-                group=self.multivariate and nested,
-                constant_liar=self.constant_liar,
-                seed=seed,
-            )
         optuna.logging.set_verbosity(optuna.logging.WARNING)
         self.study = optuna.create_study(direction=self.optimize_mode.value, sampler=sampler)
         self._pending: dict[int, int] = {}  # parameter_id -> optuna trial number
@@ -144,7 +123,8 @@ class TpeTuner(Tuner):
         dists: dict[str, BaseDistribution] = {}
         if not _encode(self.space.parameters, parameters, internal, dists):
             logger.warning(
-                "TPE: ignoring a trial whose parameters are not in the space: %r", parameters
+                "%s: ignoring a trial whose parameters are not in the space: %r",
+                type(self).__name__, parameters
             )
             return None
         trial = optuna.trial.create_trial(
@@ -152,6 +132,42 @@ class TpeTuner(Tuner):
         )
         self.study.add_trial(trial)
         return len(self.study.get_trials(deepcopy=False)) - 1
+
+
+class TpeTuner(OptunaTuner):
+    def __init__(
+        self,
+        space: SearchSpace,
+        optimize_mode: OptimizeMode | str = OptimizeMode.MAXIMIZE,
+        *,
+        seed: int | None = None,
+        n_startup_trials: int = 20,
+        n_ei_candidates: int = 24,
+        multivariate: bool = True,
+        constant_liar: bool = True,
+        tpe_args: Mapping[str, Any] | None = None,
+    ) -> None:
+        if tpe_args is not None:
+            constant_liar, n_startup_trials, n_ei_candidates = _nni_tpe_args(
+                tpe_args, constant_liar, n_startup_trials, n_ei_candidates
+            )
+        self.n_startup_trials = int_arg("TPE", "n_startup_trials", n_startup_trials, 0)
+        self.n_ei_candidates = int_arg("TPE", "n_ei_candidates", n_ei_candidates, 1)
+        self.multivariate = bool_arg("TPE", "multivariate", multivariate)
+        self.constant_liar = bool_arg("TPE", "constant_liar", constant_liar)
+        nested = any(o.nested for p in space.parameters for o in p.options)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            sampler = optuna.samplers.TPESampler(
+                n_startup_trials=self.n_startup_trials,
+                n_ei_candidates=self.n_ei_candidates,
+                multivariate=self.multivariate,
+                # conditional (nested) parameters get their own groups when multivariate
+                group=self.multivariate and nested,
+                constant_liar=self.constant_liar,
+                seed=seed,
+            )
+        super().__init__(space, optimize_mode, seed=seed, sampler=sampler)
 
 
 def _state(value: float | None, status: TrialStatus) -> tuple[TrialState, float | None]:

@@ -1,4 +1,5 @@
-"""``create_tuner``: built-in tuners by (NNI) name, custom ones as ``module:Class``."""
+"""``create_tuner``: built-in tuners by (NNI) name, custom ones as ``module:Class``
+(remotetune's Tuner, or NNI's ``nni.tuner.Tuner`` through ``_nni``)."""
 
 from __future__ import annotations
 
@@ -13,14 +14,18 @@ from typing import Any
 
 from remotetune.errors import AssessorError, RemotetuneError, TunerError
 from remotetune.model import OptimizeMode
+from remotetune.nni_classes import ensure_nni, is_nni_tuner
 from remotetune.space import SearchSpace
 from remotetune.tuners._anneal import AnnealTuner
 from remotetune.tuners._base import Tuner, parse_optimize_mode, unknown_arg_error
 from remotetune.tuners._batch import BatchTuner
 from remotetune.tuners._bohb import BohbTuner
 from remotetune.tuners._evolution import EvolutionTuner
+from remotetune.tuners._gp import GpTuner
 from remotetune.tuners._grid import GridSearchTuner
 from remotetune.tuners._hyperband import HyperbandTuner
+from remotetune.tuners._nni import NniTuner, nni_tuner_class
+from remotetune.tuners._nni_names import STAND_INS, nni_name, stand_in
 from remotetune.tuners._optuna import TpeTuner
 from remotetune.tuners._random import RandomTuner
 
@@ -32,6 +37,7 @@ BUILTIN_TUNERS: dict[str, type[Tuner]] = {
     "TPE": TpeTuner,
     "Anneal": AnnealTuner,
     "Evolution": EvolutionTuner,
+    "GP": GpTuner,
 }
 #: NNI's advisors (tuners that also stop trials): under ``advisor:`` (NNI 2) or ``tuner:`` (NNI 3).
 BUILTIN_ADVISORS: dict[str, type[Tuner]] = {
@@ -62,9 +68,12 @@ def create_tuner(
     ``class_args`` are NNI's ``classArgs``: ``optimize_mode`` (default maximize), ``seed``
     (overrides the ``seed`` argument) and the tuner's own arguments.
     """
-    cls = tuner_class(name, code_directory=code_directory)
     if not isinstance(class_args, Mapping):
         raise TunerError(f"tuner {name}: classArgs must be a mapping, got {class_args!r}")
+    name, class_args = stand_in(name, class_args)  # NNI's SMAC, Metis... (_nni_names)
+    cls = tuner_class(name, code_directory=code_directory)
+    if issubclass(cls, NniTuner):  # NNI's way: classArgs as they are
+        return cls.create(space, class_args, seed)
     args = dict(class_args)
     mode = parse_optimize_mode(args.pop("optimize_mode", OptimizeMode.MAXIMIZE))
     if "seed" in args:
@@ -82,12 +91,17 @@ def create_tuner(
 
 
 def tuner_class(name: str, *, code_directory: str | None = None) -> type[Tuner]:
-    """The class for ``name``; a custom ``module:Class`` must subclass :class:`Tuner`."""
+    """The class for ``name``; a custom ``module:Class`` must subclass :class:`Tuner`, or
+    NNI's ``nni.tuner.Tuner`` (then the class returned is its adapter)."""
     if not isinstance(name, str) or not name.strip():
         raise TunerError(f"tuner name must be a non-empty string, got {name!r}")
     key = _LOOKUP.get(_norm(name))
     if key is not None:
         return _ALL[key]
+    nni = nni_name(name)
+    if nni is not None:
+        stand_in(nni, {})  # raises for the ones that cannot run
+        return _ALL[STAND_INS[nni].runs_as]
     if ":" in name or "." in name:
         return _load_custom(name, code_directory)
     close = difflib.get_close_matches(_norm(name), list(_LOOKUP), n=1, cutoff=0.5)
@@ -108,9 +122,13 @@ def _load_custom(spec: str, code_directory: str | None) -> type[Tuner]:
     cls = getattr(module, class_name, None)
     if cls is None:
         raise TunerError(f"custom tuner {spec!r}: module {module_name!r} has no {class_name!r}")
+    if is_nni_tuner(cls):
+        assert isinstance(cls, type)
+        return nni_tuner_class(cls, spec)
     if not (isinstance(cls, type) and issubclass(cls, Tuner)):
         raise TunerError(
-            f"custom tuner {spec!r} must be a class that subclasses remotetune.tuners.Tuner"
+            f"custom tuner {spec!r} must be a class that subclasses remotetune.tuners.Tuner "
+            "or nni.tuner.Tuner"
         )
     return cls
 
@@ -125,6 +143,7 @@ def _import(module_name: str, code_directory: str | None, what: str = "tuner") -
                 file = candidate
                 break
     where = f" under {code_directory}" if code_directory else ""
+    ensure_nni()  # code written for NNI imports nni.tuner / nni.assessor / nni.utils
     try:
         if file is None:
             return importlib.import_module(module_name)
@@ -140,6 +159,13 @@ def _import(module_name: str, code_directory: str | None, what: str = "tuner") -
             sys.path.remove(str(code_directory))
         return module
     except ModuleNotFoundError as exc:
+        missing = exc.name or ""
+        if missing and missing != module_name and not module_name.startswith(missing + "."):
+            sys.modules.pop(module_name, None) if file is not None else None
+            raise _error(what)(
+                f"custom {what} module {module_name!r} ({file or 'installed'}) imports "
+                f"{missing!r}, which is not installed where remotetune runs: {exc}"
+            ) from exc
         raise _error(what)(
             f"custom {what} module {module_name!r} not found{where}: {exc} (put {module_name}.py "
             "in the code directory or install it)"

@@ -2,7 +2,8 @@
 
 It is laid out as ``<workdir>/lib/<digest>/`` on the host::
 
-    remotetune/__init__.py  remotetune/trial.py  remotetune/_host/*.py  nni/__init__.py
+    remotetune/__init__.py  remotetune/trial.py  remotetune/_host/*.py
+    nni/*.py  (remotetune/nni_compat: NNI's trial API, nni.utils, nni.trial...)
 
 The digest names the content, so a host keeps one copy per remotetune version and a
 second experiment finds it already there.
@@ -18,17 +19,17 @@ from pathlib import Path
 
 _PACKAGE = Path(__file__).resolve().parents[2]  # remotetune/
 _HOST = Path(__file__).resolve().parent / "_host"  # shipped as remotetune/_host/
+_NNI = _PACKAGE / "nni_compat"  # shipped as nni/
 
 
 def _files() -> list[tuple[str, bytes]]:
     files = [
         ("remotetune/__init__.py", (_PACKAGE / "__init__.py").read_bytes()),
         ("remotetune/trial.py", (_PACKAGE / "trial.py").read_bytes()),
-        ("nni/__init__.py", (_HOST / "nni_shim.py").read_bytes()),
     ]
-    for path in sorted(_HOST.glob("*.py")):
-        if path.name != "nni_shim.py":
-            files.append((f"remotetune/_host/{path.name}", path.read_bytes()))
+    files += [(f"nni/{path.name}", path.read_bytes()) for path in sorted(_NNI.glob("*.py"))]
+    files += [(f"remotetune/_host/{path.name}", path.read_bytes())
+              for path in sorted(_HOST.glob("*.py"))]
     return files
 
 
