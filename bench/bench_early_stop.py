@@ -388,18 +388,17 @@ def _ratio(value: float | None, base: float | None) -> str:
 def _table(results: list[RealOutcome], args: argparse.Namespace) -> None:
     base = next((r for r in results if r.policy == "none"), None)
     full = args.trials * args.epochs
-    print(f"{'policy':<17} {'trials':>6} {'stopped':>7} {'epochs':>6} {'of all':>6} "
-          f"{'trial-s':>8} {'vs none':>7} {'wall s':>7} {'best final':>10} {'vs none':>8}")
+    print(f"{'policy':<17} {'trials':>6} {'stopped':>7} {'trial-s':>8} {'vs none':>7} "
+          f"{'wall s':>7} {'best final':>10} {'vs none':>8} {'epochs':>6} {'of all':>6}")
     for r in results:
         best = "" if r.best is None else f"{r.best:.4f}"
         delta = "" if r.best is None or base is None or base.best is None \
             else f"{r.best / base.best - 1:+.2%}"
         own_base = next((b for b in results if b.policy == "NNI none"), None) \
             if r.policy.startswith("NNI") else base
-        print(f"{r.policy:<17} {r.trials:>6} {r.stopped:>7} {r.epochs:>6} "
-              f"{r.epochs / full:>6.0%} {r.trial_seconds:>8.1f} "
+        print(f"{r.policy:<17} {r.trials:>6} {r.stopped:>7} {r.trial_seconds:>8.1f} "
               f"{_ratio(r.trial_seconds, own_base and own_base.trial_seconds):>7} "
-              f"{r.wall:>7.1f} {best:>10} {delta:>8}")
+              f"{r.wall:>7.1f} {best:>10} {delta:>8} {r.epochs:>6} {r.epochs / full:>6.0%}")
     for r in results:
         if r.note:
             print(f"note: {r.policy}: {r.note}")

@@ -303,6 +303,20 @@ def test_bench_simulation_and_the_curve_trial(tmp_path: Path, capsys: Any) -> No
     assert done.stderr.count("periodical metric") == 20  # no parameters given: 20 epochs
 
 
+def test_the_lr_sweep_workload_diverges_above_its_learning_rate() -> None:
+    sys.path.insert(0, str(ROOT / "trials" / "curves"))
+    import curves
+
+    good = {"lr": 0.1, "width": 64, "dropout": 0.2}
+    wild = {"lr": 0.5, "width": 64, "dropout": 0.2}
+    assert curves.value(good, 20, "lr-sweep") == curves.value(good, 20) > 0.8
+    assert curves.value(wild, 20) > 0.6  # the smooth workload: it learns
+    assert all(abs(curves.value(wild, e, "lr-sweep") - curves.CHANCE) < 0.05
+               for e in range(1, 21))
+    with pytest.raises(ValueError, match="unknown workload"):
+        curves.value(good, 1, "nope")
+
+
 def test_bench_real_mode_runs_the_cli_and_reads_the_store(capsys: Any) -> None:
     """The real benchmark on a tiny workload, without NNI: one CLI run per policy."""
     bench = _bench_module()
