@@ -10,7 +10,7 @@ Without a succeeded trial, or when no model fits, it continues.
 
 The sampler's random numbers are seeded from the curve itself, so a verdict is a pure
 function of ``(trial, others)``: the same on every replay, and the assessor keeps no state.
-Its work is fixed (about 5-10 ms a decision on one core), run on the controller's assessor
+Its work is fixed (9-10 ms of CPU a decision), run on the controller's assessor
 thread.
 """
 
