@@ -1,17 +1,22 @@
 """Benchmark: early stopping on synthetic learning curves (prints figures; not a test).
 
-Workload (issue 10): ``--trials`` configurations (default 64) of ``trials/curves`` curves,
+Workload (issue 10): ``--trials`` configurations (default 64) of ``trials/curves`` curves
+(``--workload smooth``, the default, or ``lr-sweep``: a fifth of the learning rates diverge),
 ``--epochs`` epochs each (default 20) of ``--epoch`` seconds (0.1), ``--concurrency`` at a time
-(4), a Random tuner (``--seed``). Policies: no assessor, Medianstop, ASHA, and the Hyperband
-advisor (R = epochs, eta = 3, the same number of trials); and NNI 3.0 with its Medianstop.
+(4), a Random tuner (``--seed``). Policies: no assessor, Medianstop, ASHA, the Hyperband
+advisor (R = epochs, eta = 3, the same number of trials) and Curvefitting; and NNI 3.0 with
+its Medianstop (``--nni-policies``: also none and Curvefitting) on the same configurations:
+NNI's GridSearch walks the list remotetune's seeded Random tuner draws, handed to the trial
+as one JSON ``config``.
 
 ``--mode real`` (the default) runs each policy as a real experiment on this machine:
 ``python -m remotetune.cli run exp.yml --plain`` as a subprocess, ``REMOTETUNE_HOME`` in a
 temporary directory, the trial ``trials/curves/curve_trial.py``. Then, in the same run, NNI 3.0
 (``nnictl create``, local training service, from its own venv, see ``_nni.py``) with its
 Medianstop on the same workload and the same trial file (which imports the real ``nni`` there).
-Per policy: the trials, those stopped early, the total trial-seconds (the sum over trials of
-end - start: remotetune's store, NNI's REST API), the wall time (remotetune: from spawning the
+Per policy: the trials, those stopped early, the epochs run (intermediate results, of
+trials x epochs), the total trial-seconds (the sum over trials of end - start: remotetune's
+store, NNI's REST API), the wall time (remotetune: from spawning the
 CLI to its exit; NNI: from spawning ``nnictl create`` to the last trial's end) and the best final
 (of the trials that ran their full epochs). Goals: Medianstop and ASHA use at most half the
 trial-seconds of no assessor, with a best final within 2% of it; remotetune with Medianstop
@@ -21,14 +26,16 @@ takes at most a third of NNI-with-Medianstop's wall time.
 no sleep; every report is assessed when it is made, against every other trial's curve so far.
 
     python bench/bench_early_stop.py [--mode real|sim] [--trials 64] [--epochs 20] [--epoch 0.1]
-        [--concurrency 4] [--seed 0] [--policies none,Medianstop,ASHA,Hyperband]
-        [--no-nni] [--nni-venv /tmp/nni-venv]
+        [--concurrency 4] [--seed 0] [--workload smooth|lr-sweep]
+        [--policies none,Medianstop,ASHA,Hyperband,Curvefitting]
+        [--no-nni] [--nni-policies Medianstop] [--nni-venv /tmp/nni-venv]
 """
 
 from __future__ import annotations
 
 import argparse
 import heapq
+import json
 import os
 import shutil
 import socket
@@ -58,7 +65,7 @@ from remotetune.assessors import (  # noqa: E402
     create_assessor,
     value_for_tuner,
 )
-from remotetune.model import TrialStatus  # noqa: E402
+from remotetune.model import MetricKind, TrialStatus  # noqa: E402
 from remotetune.space import SearchSpace  # noqa: E402
 from remotetune.store import Store  # noqa: E402
 from remotetune.tuners import BUDGET_KEY, Tuner, create_tuner  # noqa: E402
@@ -89,7 +96,7 @@ class Outcome:
 
 
 def simulate(policy: str, tuner: Tuner, assessor: Assessor | None, *, trials: int, epochs: int,
-             concurrency: int, epoch_s: float) -> Outcome:
+             concurrency: int, epoch_s: float, workload: str = "smooth") -> Outcome:
     """Run ``trials`` trials from ``tuner`` on a virtual clock, ``concurrency`` at a time."""
     clock, issued, spent = 0.0, 0, 0
     running: list[tuple[float, int]] = []  # (time of its next report, trial index)
@@ -112,7 +119,7 @@ def simulate(policy: str, tuner: Tuner, assessor: Assessor | None, *, trials: in
         clock, index = heapq.heappop(running)
         trial = book[index]
         step = len(trial.points) + 1
-        trial.points.append(CurvePoint(step, curves.value(trial.params, step), clock))
+        trial.points.append(CurvePoint(step, curves.value(trial.params, step, workload), clock))
         spent += 1
         stop = False
         if judge is not None:
@@ -132,8 +139,30 @@ def simulate(policy: str, tuner: Tuner, assessor: Assessor | None, *, trials: in
         t.status is TrialStatus.EARLY_STOPPED for t in book.values()), max(finals, default=0.0))
 
 
+# Curvefitting's classArgs besides epoch_num: NNI's defaults
+CURVEFITTING: Mapping[str, Any] = {"start_step": 6, "threshold": 0.95, "gap": 1}
+
+
+def file_space() -> SearchSpace:
+    """The space as the experiment file gives it: ``yaml.safe_dump`` sorts the keys, and a
+    tuner draws the parameters in the space's order."""
+    return SearchSpace.parse(yaml.safe_load(yaml.safe_dump(curves.SPACE)))
+
+
+def configurations(args: argparse.Namespace) -> list[dict[str, Any]]:
+    """The configurations remotetune's Random tuner draws with ``--seed``, in order (it draws
+    the same whatever it observes); NNI's GridSearch is given this list."""
+    tuner = create_tuner("Random", {}, file_space(), seed=args.seed)
+    out = []
+    for i in range(args.trials):
+        params = tuner.suggest(i, ())
+        assert params is not None
+        out.append(params)
+    return out
+
+
 def policies(args: argparse.Namespace) -> dict[str, Callable[[], tuple[Tuner, Assessor | None]]]:
-    space = SearchSpace.parse(curves.SPACE)
+    space = file_space()  # the real runs' draws
 
     def random() -> Tuner:
         return create_tuner("Random", {}, space, seed=args.seed)
@@ -147,6 +176,8 @@ def policies(args: argparse.Namespace) -> dict[str, Callable[[], tuple[Tuner, As
             "ASHA", {"min_resource": args.asha_min, "eta": args.asha_eta,
                      "max_resource": args.epochs})),
         "Hyperband": lambda: (create_tuner("Hyperband", hyperband, space, seed=args.seed), None),
+        "Curvefitting": lambda: (random(), create_assessor(
+            "Curvefitting", {"epoch_num": args.epochs, **CURVEFITTING})),
     }
 
 
@@ -155,10 +186,11 @@ def run_sim(args: argparse.Namespace) -> int:
     for name, make in policies(args).items():
         tuner, assessor = make()
         results.append(simulate(name, tuner, assessor, trials=args.trials, epochs=args.epochs,
-                                concurrency=args.concurrency, epoch_s=args.epoch))
+                                concurrency=args.concurrency, epoch_s=args.epoch,
+                                workload=args.workload))
     base = results[0]
     print(f"{args.trials} trials x {args.epochs} epochs of {args.epoch:g} s, concurrency "
-          f"{args.concurrency}, seed {args.seed} (simulated: virtual clock)")
+          f"{args.concurrency}, seed {args.seed}, workload {args.workload} (simulated)")
     print(f"{'policy':<11} {'trials':>6} {'epochs':>7} {'trial-s':>8} {'saved':>6} "
           f"{'wall s':>7} {'stopped':>7} {'best final':>10} {'vs none':>8}")
     for r in results:
@@ -167,7 +199,7 @@ def run_sim(args: argparse.Namespace) -> int:
               f"{r.trial_epochs * args.epoch:>8.1f} {saved:>6.0%} {r.wall:>7.1f} "
               f"{r.stopped:>7} {r.best:>10.4f} {r.best / base.best - 1:>+8.2%}")
     for r in results:
-        if r.policy in ("Medianstop", "ASHA"):
+        if r.policy in GOAL_POLICIES:
             half = r.trial_epochs <= base.trial_epochs / 2
             close = r.best >= 0.98 * base.best
             print(f"goal {r.policy}: trial-seconds <= half of none: {'met' if half else 'MISSED'}"
@@ -177,15 +209,35 @@ def run_sim(args: argparse.Namespace) -> int:
 
 # ---------------------------------------------------------------------------- real runs
 
+GOAL_POLICIES = ("Medianstop", "ASHA")
+NNI_POLICIES = ("none", "Medianstop", "Curvefitting")
+
 
 @dataclass(frozen=True)
 class RealOutcome:
     policy: str
     trials: int
     stopped: int
+    epochs: int  # intermediate results reported, over all trials
     trial_seconds: float
     wall: float
     best: float | None
+    note: str = ""
+
+
+def _assessor_keys(policy: str, args: argparse.Namespace) -> dict[str, Any] | None:
+    """The ``assessor`` of ``policy`` with NNI's names and classArgs (None: no assessor)."""
+    if policy == "Medianstop":
+        return {"name": "Medianstop", "classArgs": {"start_step": args.start_step}}
+    if policy == "ASHA":
+        return {"name": "ASHA", "classArgs": {
+            "min_resource": args.asha_min, "eta": args.asha_eta, "max_resource": args.epochs}}
+    if policy == "Curvefitting":
+        return {"name": "Curvefitting", "classArgs": {"epoch_num": args.epochs, **CURVEFITTING}}
+    if policy in ("none", "Hyperband"):
+        return None
+    raise SystemExit(f"unknown policy {policy!r} (none, Medianstop, ASHA, Hyperband, "
+                     "Curvefitting)")
 
 
 def _policy_keys(policy: str, args: argparse.Namespace) -> dict[str, Any]:
@@ -193,13 +245,9 @@ def _policy_keys(policy: str, args: argparse.Namespace) -> dict[str, Any]:
     if policy == "Hyperband":
         return {"advisor": {"name": "Hyperband", "classArgs": {"R": args.epochs, "eta": 3}}}
     keys: dict[str, Any] = {"tuner": {"name": "Random"}}
-    if policy == "Medianstop":
-        keys["assessor"] = {"name": "Medianstop", "classArgs": {"start_step": args.start_step}}
-    elif policy == "ASHA":
-        keys["assessor"] = {"name": "ASHA", "classArgs": {
-            "min_resource": args.asha_min, "eta": args.asha_eta, "max_resource": args.epochs}}
-    elif policy != "none":
-        raise SystemExit(f"unknown policy {policy!r} (none, Medianstop, ASHA, Hyperband)")
+    assessor = _assessor_keys(policy, args)
+    if assessor is not None:
+        keys["assessor"] = assessor
     return keys
 
 
@@ -211,7 +259,7 @@ def _workload(args: argparse.Namespace, base: Path, python: str) -> dict[str, An
     return {
         "searchSpace": curves.SPACE,
         "trialCommand": f"{python} curve_trial.py --epochs {args.epochs} "
-                        f"--epoch-seconds {args.epoch:g}",
+                        f"--epoch-seconds {args.epoch:g} --workload {args.workload}",
         "trialCodeDirectory": str(code),
         "trialConcurrency": args.concurrency,
         "maxTrialNumber": args.trials,
@@ -222,7 +270,8 @@ def _full_budget(trial: Any, epochs: int) -> bool:
     return int(trial.parameters.get(BUDGET_KEY, epochs)) >= epochs
 
 
-def run_remotetune(policy: str, args: argparse.Namespace) -> RealOutcome:
+def run_remotetune(policy: str, args: argparse.Namespace,
+                   configs: list[dict[str, Any]]) -> RealOutcome:
     """One experiment through the CLI, on this machine; figures from its store."""
     with tempfile.TemporaryDirectory(prefix="bench-es-") as tmp:
         base = Path(tmp)
@@ -242,11 +291,18 @@ def run_remotetune(policy: str, args: argparse.Namespace) -> RealOutcome:
         with Store(base / "home" / "remotetune.db") as store:
             (exp,) = store.experiments()
             trials = store.trials(exp.id)
+            epochs = sum(m.kind is MetricKind.INTERMEDIATE for m in store.metrics(exp.id))
     spans = [t.ended_at - t.started_at for t in trials if t.started_at and t.ended_at]
     finals = [t.final for t in trials if t.status is TrialStatus.SUCCEEDED
               and t.final is not None and _full_budget(t, args.epochs)]
     stopped = sum(t.status is TrialStatus.EARLY_STOPPED for t in trials)
-    return RealOutcome(policy, len(trials), stopped, sum(spans), wall, max(finals, default=None))
+    note = ""
+    if policy != "Hyperband":  # the others draw from the same seeded Random tuner
+        drawn = {t.parameter_id: dict(t.parameters) for t in trials}
+        other = sum(drawn.get(i) != c for i, c in enumerate(configs))
+        note = f"{other} configurations differ from the list NNI ran" if other else ""
+    return RealOutcome(policy, len(trials), stopped, epochs, sum(spans), wall,
+                       max(finals, default=None), note)
 
 
 def _free_port() -> int:
@@ -255,15 +311,16 @@ def _free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def run_nni(args: argparse.Namespace) -> RealOutcome:
-    """NNI 3.0, local training service, Random tuner and its Medianstop; REST API figures.
+def run_nni(policy: str, args: argparse.Namespace,
+            configs: list[dict[str, Any]]) -> RealOutcome:
+    """NNI 3.0, local training service, GridSearch over ``configs``; REST API figures.
 
     ``nnictl create`` is tried twice: under load its manager sometimes misses its start-up
     check (``Expecting value``), which says nothing about the experiment.
     """
     for attempt in (1, 2):
         try:
-            return _nni_once(args)
+            return _nni_once(policy, args, configs)
         except RuntimeError as exc:
             if attempt == 2 or "nnictl create failed" not in str(exc):
                 raise
@@ -278,24 +335,38 @@ def run_nni(args: argparse.Namespace) -> RealOutcome:
 NNI_STOPPED = ("EARLY_STOPPED", "USER_CANCELED")
 
 
-def _nni_once(args: argparse.Namespace) -> RealOutcome:
-    venv: Path = args.nni_venv
+def _nni_config(policy: str, args: argparse.Namespace, base: Path,
+                configs: list[dict[str, Any]]) -> dict[str, Any]:
+    workload = _workload(args, base, str(args.nni_venv / "bin" / "python"))
+    listed = [json.dumps(c, sort_keys=True) for c in configs]
+    config = {
+        "experimentName": f"bench-es-nni-{policy}",
+        **workload,
+        "searchSpace": {"config": {"_type": "choice", "_value": listed}},
+        "tuner": {"name": "GridSearch"},  # walks the choices in order: configs[0], [1], ...
+        "experimentWorkingDirectory": str(base / "nni-experiments"),
+        "trainingService": {"platform": "local"},
+    }
+    assessor = _assessor_keys(policy, args)
+    if assessor is not None:
+        args_ = {"optimize_mode": "maximize", **assessor["classArgs"]}
+        if policy == "Curvefitting":
+            args_.pop("optimize_mode")  # NNI's Curvefitting maximizes and has no such arg
+        config["assessor"] = {"name": assessor["name"], "classArgs": args_}
+    return config
+
+
+def _nni_once(policy: str, args: argparse.Namespace,
+              configs: list[dict[str, Any]]) -> RealOutcome:
     with tempfile.TemporaryDirectory(prefix="bench-es-nni-") as tmp:
         base = Path(tmp)
-        config = {
-            "experimentName": "bench-es-nni-Medianstop",
-            **_workload(args, base, str(venv / "bin" / "python")),
-            "tuner": {"name": "Random", "classArgs": {"seed": args.seed}},
-            "assessor": {"name": "Medianstop", "classArgs": {
-                "optimize_mode": "maximize", "start_step": args.start_step}},
-            "experimentWorkingDirectory": str(base / "nni-experiments"),
-            "trainingService": {"platform": "local"},
-        }
-        (base / "config.yml").write_text(yaml.safe_dump(config))
+        (base / "config.yml").write_text(yaml.safe_dump(_nni_config(policy, args, base,
+                                                                    configs)))
         port = _free_port()
         t0 = time.time()
-        with _nni.created(venv, base / "config.yml", port):
+        with _nni.created(args.nni_venv, base / "config.yml", port):
             status, jobs = _nni.wait(port, timeout=3600, interval=1.0, patient=True)
+            metrics = _nni.api(port, "metric-data")
         if status.get("status") != "DONE":
             raise RuntimeError(f"NNI ended {status}")
     ended = [j for j in jobs if j.get("startTime") and j.get("endTime")]
@@ -303,8 +374,9 @@ def _nni_once(args: argparse.Namespace) -> RealOutcome:
         raise RuntimeError(f"NNI: {len(jobs)} trials, {len(ended)} with a start and an end")
     finals = [v for j in jobs if j.get("status") == "SUCCEEDED"
               and (v := _nni.final_value(j)) is not None]
+    epochs = sum(m.get("type") == "PERIODICAL" for m in metrics)
     return RealOutcome(
-        "NNI Medianstop", len(jobs), sum(j.get("status") in NNI_STOPPED for j in jobs),
+        f"NNI {policy}", len(jobs), sum(j.get("status") in NNI_STOPPED for j in jobs), epochs,
         sum(j["endTime"] - j["startTime"] for j in ended) / 1000,
         max(j["endTime"] for j in ended) / 1000 - t0, max(finals, default=None))
 
@@ -313,19 +385,30 @@ def _ratio(value: float | None, base: float | None) -> str:
     return "" if value is None or not base else f"{value / base:.0%}"
 
 
-def print_real(results: list[RealOutcome], args: argparse.Namespace) -> None:
+def _table(results: list[RealOutcome], args: argparse.Namespace) -> None:
     base = next((r for r in results if r.policy == "none"), None)
-    print(f"{'policy':<15} {'trials':>6} {'stopped':>7} {'trial-s':>8} {'vs none':>7} "
-          f"{'wall s':>7} {'best final':>10} {'vs none':>8}")
+    full = args.trials * args.epochs
+    print(f"{'policy':<17} {'trials':>6} {'stopped':>7} {'trial-s':>8} {'vs none':>7} "
+          f"{'wall s':>7} {'best final':>10} {'vs none':>8} {'epochs':>6} {'of all':>6}")
     for r in results:
         best = "" if r.best is None else f"{r.best:.4f}"
         delta = "" if r.best is None or base is None or base.best is None \
             else f"{r.best / base.best - 1:+.2%}"
-        print(f"{r.policy:<15} {r.trials:>6} {r.stopped:>7} {r.trial_seconds:>8.1f} "
-              f"{_ratio(r.trial_seconds, base and base.trial_seconds):>7} {r.wall:>7.1f} "
-              f"{best:>10} {delta:>8}")
+        own_base = next((b for b in results if b.policy == "NNI none"), None) \
+            if r.policy.startswith("NNI") else base
+        print(f"{r.policy:<17} {r.trials:>6} {r.stopped:>7} {r.trial_seconds:>8.1f} "
+              f"{_ratio(r.trial_seconds, own_base and own_base.trial_seconds):>7} "
+              f"{r.wall:>7.1f} {best:>10} {delta:>8} {r.epochs:>6} {r.epochs / full:>6.0%}")
+    for r in results:
+        if r.note:
+            print(f"note: {r.policy}: {r.note}")
+
+
+def print_real(results: list[RealOutcome], args: argparse.Namespace) -> None:
+    _table(results, args)
     by_name = {r.policy: r for r in results}
-    for name in ("Medianstop", "ASHA"):
+    base = by_name.get("none")
+    for name in GOAL_POLICIES:
         r = by_name.get(name)
         if r is None or base is None:
             continue
@@ -334,33 +417,41 @@ def print_real(results: list[RealOutcome], args: argparse.Namespace) -> None:
         print(f"goal {name}: trial-seconds {_ratio(r.trial_seconds, base.trial_seconds)} of "
               f"none (<= 50%: {'met' if half else 'MISSED'}); best final within 2%: "
               f"{'met' if close else 'MISSED'}")
+    for name in ("Medianstop", "Curvefitting"):
+        ours, theirs = by_name.get(name), by_name.get(f"NNI {name}")
+        if ours and theirs:
+            full = args.trials * args.epochs
+            print(f"rule {name}, same configurations: epochs run remotetune "
+                  f"{ours.epochs / full:.0%} ({ours.stopped} stopped), NNI "
+                  f"{theirs.epochs / full:.0%} ({theirs.stopped} stopped)")
     ours, theirs = by_name.get("Medianstop"), by_name.get("NNI Medianstop")
     if ours and theirs:
         share = ours.wall / theirs.wall
         print(f"goal wall: remotetune Medianstop {ours.wall:.1f} s = {share:.0%} of NNI "
               f"Medianstop {theirs.wall:.1f} s (<= 33%: {'met' if share <= 1 / 3 else 'MISSED'})")
-    idle = [r.policy for r in results if r.policy in ("Medianstop", "ASHA") and not r.stopped]
-    if idle:
-        print(f"note: {', '.join(idle)} stopped no trial: remotetune's controller does not act "
-              "on assessor decisions yet, so these rows ran every trial to the end, as none did")
 
 
 def run_real(args: argparse.Namespace) -> int:
     print(time.strftime("%Y-%m-%d %H:%M"), f"{os.cpu_count()} cores, load",
           " ".join(f"{x:.1f}" for x in os.getloadavg()), flush=True)
     print(f"{args.trials} trials x {args.epochs} epochs of {args.epoch:g} s, concurrency "
-          f"{args.concurrency}, seed {args.seed} (real: remotetune CLI on this machine; "
-          f"NNI 3.0 local)", flush=True)
+          f"{args.concurrency}, seed {args.seed}, workload {args.workload} (real: remotetune "
+          f"CLI on this machine; NNI 3.0 local)", flush=True)
+    configs = configurations(args)
     results: list[RealOutcome] = []
     for policy in args.policies.split(","):
-        results.append(run_remotetune(policy.strip(), args))
+        results.append(run_remotetune(policy.strip(), args, configs))
         print(f"  ran remotetune {policy}: wall {results[-1].wall:.1f} s", flush=True)
     why = "skipped (--no-nni)" if args.no_nni else _nni.missing(args.nni_venv)
-    if why is None:
+    for policy in [] if why else args.nni_policies.split(","):
+        if policy.strip() not in NNI_POLICIES:
+            raise SystemExit(f"--nni-policies: {policy!r} is not one of {NNI_POLICIES}")
         try:
-            results.append(run_nni(args))
+            results.append(run_nni(policy.strip(), args, configs))
+            print(f"  ran NNI {policy}: wall {results[-1].wall:.1f} s", flush=True)
         except Exception as exc:  # noqa: BLE001 - report it, print the rest
-            why = f"failed: {exc}"
+            why = f"{policy} failed: {exc}"
+            break
     print_real(results, args)
     if why is not None:
         print(f"NNI 3.0 {why}")
@@ -374,13 +465,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--epochs", type=int, default=curves.EPOCHS)
     parser.add_argument("--epoch", type=float, default=0.1, help="seconds per epoch")
     parser.add_argument("--concurrency", type=int, default=4, help="trialConcurrency")
+    parser.add_argument("--workload", choices=curves.WORKLOADS, default="smooth")
     parser.add_argument("--start-step", type=int, default=2, help="Medianstop's start_step")
     parser.add_argument("--asha-min", type=int, default=3, help="ASHA's min_resource")
     parser.add_argument("--asha-eta", type=int, default=3, help="ASHA's eta")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--policies", default="none,Medianstop,ASHA,Hyperband",
+    parser.add_argument("--policies", default="none,Medianstop,ASHA,Hyperband,Curvefitting",
                         help="real mode: remotetune policies to run, comma-separated")
     parser.add_argument("--no-nni", action="store_true", help="real mode: skip NNI")
+    parser.add_argument("--nni-policies", default="Medianstop",
+                        help="real mode: NNI runs, comma-separated (none, Medianstop, "
+                             "Curvefitting)")
     parser.add_argument("--nni-venv", type=Path, default=_nni.DEFAULT_VENV)
     args = parser.parse_args(argv)
     return run_sim(args) if args.mode == "sim" else run_real(args)

@@ -1,9 +1,11 @@
 """A synthetic training run for early-stopping benchmarks and tests (``curves.py``'s curves).
 
-    python3 curve_trial.py [--epochs 20] [--epoch-seconds 0.1]
+    python3 curve_trial.py [--epochs 20] [--epoch-seconds 0.1] [--workload smooth|lr-sweep]
 
 Reads its parameters with the trial API (``lr``, ``width``, ``dropout``; ``TRIAL_BUDGET``, when
-Hyperband or BOHB gives one, sets the number of epochs), sleeps ``--epoch-seconds`` per epoch,
+Hyperband or BOHB gives one, sets the number of epochs; or one ``config``: those parameters
+as a JSON string, which is how a benchmark hands NNI's GridSearch a list of configurations
+drawn elsewhere), sleeps ``--epoch-seconds`` per epoch,
 reports the curve's value after each epoch as an intermediate result and the last one as the
 final result. Standard library only. The same file runs under NNI itself: when NNI starts
 it (``NNI_PLATFORM`` set, and not to ``remotetune``), it uses the real ``nni`` package.
@@ -12,6 +14,7 @@ it (``NNI_PLATFORM`` set, and not to ``remotetune``), it uses the real ``nni`` p
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 import time
@@ -44,14 +47,18 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--epochs", type=int, default=curves.EPOCHS)
     parser.add_argument("--epoch-seconds", type=float, default=0.1)
+    parser.add_argument("--workload", choices=curves.WORKLOADS, default="smooth")
     args = parser.parse_args(argv)
     api = _trial_api()
     params = api.get_next_parameter()
+    if isinstance(params.get("config"), str):
+        params = {**json.loads(params["config"]),
+                  **{k: v for k, v in params.items() if k != "config"}}
     epochs = int(params.get("TRIAL_BUDGET", args.epochs))
     last = 0.0
     for epoch in range(1, epochs + 1):
         time.sleep(args.epoch_seconds)
-        last = curves.value(params, epoch)
+        last = curves.value(params, epoch, args.workload)
         api.report_intermediate_result(last)
     api.report_final_result(last)
     return 0
