@@ -37,8 +37,11 @@ class AgentClient:
         try:
             hello = json.loads(first)
         except ValueError:
-            hello = {}
-        if not hello.get("ready"):
+            hello = None
+        # The first line: ready (with the host's facts under "hello"), or the connect
+        # bootstrap's refusal ("probe" and maybe "error", then it exits) for the session.
+        self.first: dict[str, Any] = hello if isinstance(hello, dict) else {}
+        if not self.first.get("ready") and "probe" not in self.first:
             raise RemoteSetupError(
                 host,
                 "the agent did not start: "
