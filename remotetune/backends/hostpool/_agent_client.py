@@ -7,6 +7,7 @@ import itertools
 import json
 import logging
 import threading
+from collections.abc import Iterable
 from typing import Any
 
 from remotetune.backends.hostpool._probe import last_line
@@ -86,6 +87,31 @@ class AgentClient:
             raise AgentError(self.host, op, str(answer.get("error")), str(answer.get("kind")),
                              details if isinstance(details, dict) else None)
         return answer
+
+    def call_many(self, requests: Iterable[Any], *, timeout: float = 60.0
+                  ) -> list[dict[str, Any]]:
+        """Requests (``op``, ``payload``, ``fields`` each) sent back to back, then their
+        answers read in order: the link carries the next request while the agent works on
+        the last. Raises the first failure once every answer is in (the channel stays in
+        step)."""
+        sent: list[tuple[int, str]] = []
+        with self._lock:
+            for r in requests:
+                request: dict[str, Any] = {"id": next(self._ids), "op": r.op, **r.fields}
+                if r.payload is not None:
+                    request["size"] = len(r.payload)
+                data = json.dumps(request).encode("utf-8") + b"\n"
+                with self._send_lock:
+                    self.channel.send(data + r.payload if r.payload else data)
+                sent.append((request["id"], r.op))
+            answers = [self._answer(request_id, timeout) for request_id, _ in sent]
+        for (_, op), answer in zip(sent, answers, strict=True):
+            if not answer.get("ok"):
+                details = answer.get("details")
+                raise AgentError(self.host, op, str(answer.get("error")),
+                                 str(answer.get("kind")),
+                                 details if isinstance(details, dict) else None)
+        return answers
 
     def _answer(self, request_id: int, timeout: float) -> dict[str, Any]:
         while True:
