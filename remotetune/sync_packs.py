@@ -17,10 +17,11 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
+from remotetune.backends.hostpool._agent_client import Request
 from remotetune.errors import LocalFilesError
 
 log = logging.getLogger(__name__)
@@ -38,13 +39,6 @@ class AgentCaller(Protocol):
     def call(
         self, op: str, *, payload: bytes | None = None, timeout: float = 60.0, **fields: Any
     ) -> dict[str, Any]: ...
-
-
-@dataclass(frozen=True)
-class Request:
-    op: str
-    payload: bytes | None
-    fields: dict[str, Any] = field(default_factory=dict)
 
 
 def send_all(client: AgentCaller, requests: Iterable[Request], timeout: float

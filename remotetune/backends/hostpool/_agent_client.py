@@ -8,6 +8,7 @@ import json
 import logging
 import threading
 from collections.abc import Iterable
+from dataclasses import dataclass, field
 from typing import Any
 
 from remotetune.backends.hostpool._probe import last_line
@@ -15,6 +16,15 @@ from remotetune.errors import AgentError, HostUnreachable, RemoteSetupError, Tra
 from remotetune.transport.base import AgentChannel
 
 log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Request:
+    """One request of :meth:`AgentClient.call_many`: an op, its raw payload, its fields."""
+
+    op: str
+    payload: bytes | None = None
+    fields: dict[str, Any] = field(default_factory=dict)
 
 
 class AgentClient:
@@ -83,14 +93,17 @@ class AgentClient:
                 with self._send_lock:
                     self._long_out = False
         if not answer.get("ok"):
-            details = answer.get("details")
-            raise AgentError(self.host, op, str(answer.get("error")), str(answer.get("kind")),
-                             details if isinstance(details, dict) else None)
+            raise self._failure(op, answer)
         return answer
 
-    def call_many(self, requests: Iterable[Any], *, timeout: float = 60.0
+    def _failure(self, op: str, answer: dict[str, Any]) -> AgentError:
+        details = answer.get("details")
+        return AgentError(self.host, op, str(answer.get("error")), str(answer.get("kind")),
+                          details if isinstance(details, dict) else None)
+
+    def call_many(self, requests: Iterable[Request], *, timeout: float = 60.0
                   ) -> list[dict[str, Any]]:
-        """Requests (``op``, ``payload``, ``fields`` each) sent back to back, then their
+        """Requests sent back to back, then their
         answers read in order: the link carries the next request while the agent works on
         the last. Raises the first failure once every answer is in (the channel stays in
         step)."""
@@ -107,10 +120,7 @@ class AgentClient:
             answers = [self._answer(request_id, timeout) for request_id, _ in sent]
         for (_, op), answer in zip(sent, answers, strict=True):
             if not answer.get("ok"):
-                details = answer.get("details")
-                raise AgentError(self.host, op, str(answer.get("error")),
-                                 str(answer.get("kind")),
-                                 details if isinstance(details, dict) else None)
+                raise self._failure(op, answer)
         return answers
 
     def _answer(self, request_id: int, timeout: float) -> dict[str, Any]:

@@ -91,7 +91,7 @@ class HostSession:
         self.transport: Transport | None = None
         self.agent: AgentClient | None = None
         self.info: HostInfo | None = None
-        self.lib_relative = ""  # the shipped package's directory under the workdir, once open
+        self._lib_relative = ""  # the shipped package's directory under the workdir, once open
         # The local machine runs trials with the controller's own interpreter unless told.
         self.python = sys.executable if spec.local and spec.python == "python3" else spec.python
 
@@ -115,7 +115,7 @@ class HostSession:
         transport.connect()
         digest, pack = hostlib.packed()
         lib_dir = posixpath.join(self.workdir_setting, "lib", digest)
-        self.lib_relative = f"lib/{digest}"
+        self._lib_relative = f"lib/{digest}"
         head = {"size": len(pack), "gpus": list(NVIDIA_SMI_ARGS) if gpus_early else None}
         try:
             channel = transport.start(
@@ -192,7 +192,7 @@ class HostSession:
     @property
     def lib_dir(self) -> str:
         """Absolute path of the shipped package on the host (for PYTHONPATH)."""
-        return self.absolute(self.lib_relative)
+        return self.absolute(self._lib_relative)
 
     def absolute(self, relative: str) -> str:
         assert self.info is not None
