@@ -34,6 +34,7 @@ from remotetune.cli_report import add_report_parsers
 from remotetune.cli_support import (
     all_failed,
     error_text,
+    exit_now,
     failure_summary,
     hide_secrets,
     make_console,
@@ -219,28 +220,28 @@ def cmd_run(args: argparse.Namespace) -> int:
     check_symlinks(config.trial_code_directory, follow=config.follow_symlinks, file=path)
     hosts = hide_secrets(_machines(args, config))
     console = make_console()
-    store = _store()
-    controller = Controller(
-        config, hosts, store, ControllerOptions(home=_home(), seed=args.seed),
-        on_event=_on_event_printer(console, args.plain),
-    )
-    exp = controller.create([host_to_public_dict(h) for h in hosts])
-    with ExperimentLock(_home(), exp.id):
-        console.print(clean(f"experiment {exp.id} ({exp.name}): {config.trial_concurrency} "
-                            f"at a time on {len(hosts)} host(s); store {store.path}"),
-                      highlight=False)
-        if home is not None:
-            console.print(clean(home_note(home)), highlight=False, markup=False)
-        return _run_controller(controller, args, console)
+    with _store() as store:  # closed before the process ends (cli_support.exit_now)
+        controller = Controller(
+            config, hosts, store, ControllerOptions(home=_home(), seed=args.seed),
+            on_event=_on_event_printer(console, args.plain),
+        )
+        exp = controller.create([host_to_public_dict(h) for h in hosts])
+        with ExperimentLock(_home(), exp.id):
+            console.print(clean(f"experiment {exp.id} ({exp.name}): {config.trial_concurrency} "
+                                f"at a time on {len(hosts)} host(s); store {store.path}"),
+                          highlight=False)
+            if home is not None:
+                console.print(clean(home_note(home)), highlight=False, markup=False)
+            return _run_controller(controller, args, console)
 
 
 def cmd_resume(args: argparse.Namespace) -> int:
-    store = _store()
-    exp = store.experiment(args.experiment)
-    if exp.source != "remotetune":
-        raise StoreError(f"experiment {exp.id} was imported from NNI and cannot be resumed")
-    with ExperimentLock(_home(), exp.id):  # one controller per experiment
-        return _resume(args, store, exp)
+    with _store() as store:
+        exp = store.experiment(args.experiment)
+        if exp.source != "remotetune":
+            raise StoreError(f"experiment {exp.id} was imported from NNI and cannot be resumed")
+        with ExperimentLock(_home(), exp.id):  # one controller per experiment
+            return _resume(args, store, exp)
 
 
 def _resume(args: argparse.Namespace, store: Any, exp: Any) -> int:
@@ -471,4 +472,4 @@ def _quiet_stdout() -> None:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    exit_now(main())  # no interpreter teardown (cli_support.exit_now)

@@ -43,11 +43,11 @@ def cmd_export(args: argparse.Namespace) -> int:
 def cmd_import_nni(args: argparse.Namespace) -> int:
     from remotetune.nni_import import import_nni
 
-    store = _store()
-    ids = import_nni(store, args.path)
-    for exp_id in ids:
-        exp = store.experiment(exp_id)
-        print(clean(f"imported {exp.id}: {exp.name} ({len(store.trials(exp_id))} trials)"))
+    with _store() as store:  # a writer: closed (its WAL checkpointed) before the quick exit
+        ids = import_nni(store, args.path)
+        for exp_id in ids:
+            exp = store.experiment(exp_id)
+            print(clean(f"imported {exp.id}: {exp.name} ({len(store.trials(exp_id))} trials)"))
     return EXIT_OK
 
 

@@ -8,10 +8,11 @@ terminal nothing is wrapped (``soft_wrap``), so a piped line of JSON stays one l
 from __future__ import annotations
 
 import dataclasses
+import logging
 import os
 import sys
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, NoReturn
 
 from rich.console import Console
 from rich.text import Text
@@ -111,3 +112,28 @@ def trial_json(t: TrialRecord) -> dict[str, Any]:
         "early_stopped": ({"step": t.intermediate_count, "reason": t.message}
                           if t.status is TrialStatus.EARLY_STOPPED else None),
     }
+
+
+def exit_now(code: int) -> NoReturn:
+    """End the process at once: flush stdout, stderr and the log handlers, then ``os._exit``.
+
+    The interpreter's own teardown (freeing every module and object a run loaded: paramiko,
+    sqlite_utils, rich, the tuners, and joining idle host-worker threads) took 0.5-0.8 s on a
+    busy machine after the work was done, a tenth of a 40-trial run's wall time. Commands
+    close their store before they return; the hosts' agents see their channels close when
+    the process ends, as they did before.
+    """
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):  # a closed pipe (`... | head`): nothing left to say
+            pass
+    logging.shutdown()
+    os._exit(code)
+
+
+def entry() -> NoReturn:
+    """The `remotetune` command: :func:`remotetune.cli.main`, then :func:`exit_now`."""
+    from remotetune.cli import main
+
+    exit_now(main())

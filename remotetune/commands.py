@@ -6,23 +6,7 @@ files written by the agent.
 
 from __future__ import annotations
 
-import posixpath
 import shlex
-
-# Extracts a tar from stdin into a directory, atomically, with the host's Python only
-# (no tar binary needed). argv: target directory.
-_EXTRACT = (
-    "import io,os,sys,tarfile,tempfile\n"
-    "d=sys.argv[1]\n"
-    "if os.path.isdir(d): sys.stdin.buffer.read(); sys.exit(0)\n"
-    "p=os.path.dirname(d); os.makedirs(p,exist_ok=True)\n"
-    "t=tempfile.mkdtemp(dir=p,prefix='.tmp-')\n"
-    "tarfile.open(fileobj=io.BytesIO(sys.stdin.buffer.read())).extractall(t)\n"
-    "try: os.rename(t,d)\n"
-    "except OSError:\n"
-    "  import shutil; shutil.rmtree(t,ignore_errors=True)\n"
-    "  if not os.path.isdir(d): raise\n"
-)
 
 
 def q(value: object) -> str:
@@ -38,21 +22,17 @@ def home_path(path: str) -> str:
     return q(path)
 
 
-def install_lib_command(python: str, lib_dir: str) -> str:
-    """Unpack the host package (tar on stdin) into ``lib_dir`` unless it is there."""
-    return f"{q(python)} -c {q(_EXTRACT)} {home_path(lib_dir)}"
+def connect_command(python: str, workdir: str, lib_dir: str) -> str:
+    """Probe the host, install the host package if missing and start the agent: one process,
+    one round trip (docs/protocol.md, "Connecting").
 
-
-def agent_command(python: str, workdir: str, lib_dir: str) -> str:
-    """Start the agent in the foreground on this channel (it exits when stdin closes).
-
-    It runs as a script path, not ``-m``: ``-m`` puts the current directory first on
-    ``sys.path``, and a directory holding another ``remotetune`` would shadow the bundle.
+    The controller sends a header line ``{"size": N, "gpus": argv or null}`` and N bytes of
+    the zlib-compressed package tar on the channel's stdin, then talks to the agent on the
+    same channel. ``PYTHONPATH`` names the package for the agent's children, as before.
     """
-    agent = posixpath.join(lib_dir, "remotetune", "_host", "agent.py")
     return (
         f"PYTHONPATH={home_path(lib_dir)} PYTHONDONTWRITEBYTECODE=1 "
-        f"exec {q(python)} -u {home_path(agent)} {home_path(workdir)}"
+        f"exec {q(python)} -u -c {q(_BOOT)} {home_path(lib_dir)} {home_path(workdir)}"
     )
 
 
@@ -100,7 +80,53 @@ _PROBE_PY = (
     "    pass\n"
     "if __name__=='__main__':sys.stdout.write(json.dumps(out)+'\\n')\n"
 )
-PROBE_PY = _PROBE_PY  # the agent's hello runs it in-process (hostpool._session)
+
+# The connect bootstrap (argv: lib dir, workdir). Whole-file syntax stays valid for old
+# Pythons so that the probe can say which version it found. It reads the header and the
+# package from fd 0 with os.read (no buffered reader may swallow the agent's requests), runs
+# the probe, unpacks the package unless it is there, and becomes the agent. A host that
+# cannot run it gets one JSON line with the probe's facts and the error, and the exit.
+_BOOT = (
+    "import json,os,sys\n"
+    "lib,wd=sys.argv[1],sys.argv[2]\n"
+    "def say(d):\n"
+    "  sys.stdout.write(json.dumps(d)+'\\n'); sys.stdout.flush()\n"
+    "def take(n):\n"
+    "  b=[]\n"
+    "  while n>0:\n"
+    "    c=os.read(0,min(n,1<<16))\n"
+    "    if not c: sys.exit(0)\n"
+    "    b.append(c); n-=len(c)\n"
+    "  return b''.join(b)\n"
+    "h=b''\n"
+    "while not h.endswith(b'\\n'):\n"
+    "  c=os.read(0,1)\n"
+    "  if not c: sys.exit(0)\n"
+    "  h+=c\n"
+    "head=json.loads(h.decode()); pack=take(int(head['size']))\n"
+    "sys.argv=['probe',wd]\n"
+    + _PROBE_PY.replace("if __name__=='__main__':sys.stdout.write(json.dumps(out)+'\\n')\n", "")
+    + "if v<(3,8) or not out.get('writable'): say({'probe':out}); sys.exit(1)\n"
+    "if not os.path.isdir(lib):\n"
+    "  try:\n"
+    "    import io,tarfile,tempfile,zlib\n"
+    "    p=os.path.dirname(lib); os.makedirs(p,exist_ok=True)\n"
+    "    t=tempfile.mkdtemp(dir=p,prefix='.tmp-')\n"
+    "    f=tarfile.open(fileobj=io.BytesIO(zlib.decompress(pack)))\n"
+    "    if hasattr(tarfile,'data_filter'): f.extraction_filter=tarfile.data_filter\n"
+    "    f.extractall(t)\n"
+    "    try: os.rename(t,lib)\n"
+    "    except OSError:\n"
+    "      import shutil; shutil.rmtree(t,ignore_errors=True)\n"
+    "      if not os.path.isdir(lib): raise\n"
+    "  except Exception as e:\n"
+    "    say({'probe':out,'error':'%s: %s'%(type(e).__name__,e)}); sys.exit(1)\n"
+    "sys.path[:]=[lib]+[x for x in sys.path if x not in ('',lib)]\n"
+    "sys.path_importer_cache.clear()\n"
+    "del pack\n"
+    "from remotetune._host import agent\n"
+    "agent.start(out['workdir'],out,head.get('gpus'))\n"
+)
 CHECK_MARK = "@@remotetune-check"
 
 

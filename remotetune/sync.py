@@ -5,9 +5,11 @@
 2. :func:`freeze` copies the blobs into a local object store, checking each sha256, so
    edits made after the experiment started never reach a host.
 3. :func:`sync_snapshot` asks the host's agent which blobs it lacks (``sync_missing``), sends
-   only those as one uncompressed tar stream per <= 64 MiB batch (``sync_put``), then has the
-   host build ``snapshots/<digest>/`` (``sync_materialize``). An unchanged tree costs one
-   round trip; the host side is :mod:`remotetune.backends.hostpool._host.syncops`.
+   only those as uncompressed tar streams of <= 4 MiB each (``sync_put``, back to back, each
+   built once for all hosts: :mod:`remotetune.sync_packs`), then has the host build
+   ``snapshots/<digest>/`` (``sync_materialize``, sent right behind the puts). An unchanged
+   tree costs one round trip, a new one two; the host side is
+   :mod:`remotetune.backends.hostpool._host.syncops`.
 
 Ignore rules: ``.remotetuneignore`` and ``.nniignore`` in the root *and in any
 subdirectory* (gitignore semantics, relative to the file's directory: globs, ``**``,
@@ -37,13 +39,23 @@ import re
 import stat
 import tarfile
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 from remotetune.backends.hostpool._host.syncops import manifest_digest, write_new
 from remotetune.errors import LocalFilesError, SyncProtocolError
+from remotetune.sync_packs import (  # noqa: F401 - _tar: tests build streams with it
+    TARS,
+    AgentCaller,
+    Request,
+    _batches,
+    _load_index,
+    _tar,
+    _timeout,
+    send_all,
+)
 
 log = logging.getLogger(__name__)
 
@@ -54,19 +66,8 @@ DEFAULT_EXCLUDED_DIRS = frozenset({
 })
 DEFAULT_EXCLUDED_SUFFIXES = (".pyc", ".pyo")
 ENV_MARKERS = ("pyvenv.cfg", "conda-meta")
-PUT_BATCH_BYTES = 64 * 2**20
 RACY_SECONDS = 2.0  # files modified this recently are hashed again next time
 CACHE_VERSION = 1
-
-
-class AgentCaller(Protocol):
-    """What sync needs of :class:`remotetune.backends.hostpool._agent_client.AgentClient`."""
-
-    host: str
-
-    def call(
-        self, op: str, *, payload: bytes | None = None, timeout: float = 60.0, **fields: Any
-    ) -> dict[str, Any]: ...
 
 
 @dataclass(frozen=True)
@@ -352,33 +353,6 @@ def build_manifest(
 # without an index is an interrupted freeze and is ignored. One freeze writes one pack:
 # two files instead of one per source file.
 
-_BLOCK = 512
-
-
-@dataclass(frozen=True)
-class _Blob:
-    pack: Path
-    start: int  # offset of the member's header in the pack
-    end: int  # offset just past its data, padded to the block size
-
-
-def _load_index(objects_dir: Path) -> dict[str, _Blob]:
-    index: dict[str, _Blob] = {}
-    packs = objects_dir / "packs"
-    if not packs.is_dir():
-        return index
-    for idx in sorted(packs.glob("*.json")):
-        try:
-            members = json.loads(idx.read_text())["members"]
-        except (OSError, ValueError, KeyError, TypeError) as exc:
-            log.warning("ignoring unreadable pack index %s: %s", idx, exc)
-            continue
-        pack = idx.with_suffix(".tar")
-        for sha, (start, end) in members.items():
-            index.setdefault(sha, _Blob(pack, int(start), int(end)))
-    return index
-
-
 def freeze(root: Path, manifest: Manifest, objects_dir: Path) -> None:
     """Copy the blobs the local store lacks into one new pack, checking each sha256.
 
@@ -422,52 +396,14 @@ def freeze(root: Path, manifest: Manifest, objects_dir: Path) -> None:
         tmp.unlink(missing_ok=True)
 
 
-# --------------------------------------------------------------------------- sending
-
-
-def _tar(index: dict[str, _Blob], shas: Sequence[str], objects_dir: Path | None = None) -> bytes:
-    """A tar stream of ``shas``: their members' raw bytes copied from the packs."""
-    parts: list[bytes] = []
-    handles: dict[Path, Any] = {}
-    try:
-        for sha in shas:
-            blob = index.get(sha)
-            if blob is None:
-                raise LocalFilesError(str(objects_dir or "objects"), f"object {sha} is missing",
-                                      hint="freeze() the manifest before syncing it")
-            handle = handles.get(blob.pack)
-            if handle is None:
-                handle = handles[blob.pack] = open(blob.pack, "rb")  # noqa: SIM115
-            handle.seek(blob.start)
-            parts.append(handle.read(blob.end - blob.start))
-    except OSError as exc:
-        raise LocalFilesError(str(exc.filename or objects_dir), "cannot read the local object "
-                              f"store: {exc.strerror or exc}") from None
-    finally:
-        for handle in handles.values():
-            handle.close()
-    parts.append(b"\0" * (2 * _BLOCK))  # end-of-archive marker
-    return b"".join(parts)
-
-
-def _batches(shas: Sequence[str], sizes: dict[str, int]) -> list[list[str]]:
-    batches: list[list[str]] = [[]]
-    used = 0
-    for sha in shas:
-        if batches[-1] and used + sizes[sha] > PUT_BATCH_BYTES:
-            batches.append([])
-            used = 0
-        batches[-1].append(sha)
-        used += sizes[sha]
-    return [b for b in batches if b]
-
-
-def _timeout(nbytes: int) -> float:
-    return 60.0 + nbytes / 2**20  # at least 1 MiB/s
-
-
 def sync_snapshot(client: AgentCaller, manifest: Manifest, objects_dir: Path) -> str:
-    """Make ``snapshots/<manifest.digest>`` exist on the client's host; return its path."""
+    """Make ``snapshots/<manifest.digest>`` exist on the client's host; return its path.
+
+    Two round trips for a host that lacks blobs: ``sync_missing``, then every ``sync_put``
+    and the ``sync_materialize`` sent back to back (:meth:`AgentClient.call_many`), so the
+    link carries the next batch while the host stores the last. The tar of a batch is built
+    once for all hosts that lack the same blobs (:data:`sync_packs.TARS`).
+    """
     payload = manifest.to_json()
     answer = client.call("sync_missing", snapshot=manifest.digest, payload=payload,
                          timeout=_timeout(len(payload)))
@@ -479,19 +415,19 @@ def sync_snapshot(client: AgentCaller, manifest: Manifest, objects_dir: Path) ->
     if unknown:
         raise SyncProtocolError(client.host, f"the host asked for objects not in the manifest: "
                         f"{unknown[:3]}")
-    sent = 0
     index = _load_index(objects_dir) if missing else {}
-    for batch in _batches(missing, sizes):
-        tar = _tar(index, batch, objects_dir)
-        client.call("sync_put", payload=tar, timeout=_timeout(len(tar)))
-        sent += sum(sizes[sha] for sha in batch)
-    # The agent kept the manifest from sync_missing: it crosses the link once per host.
-    answer = client.call("sync_materialize", snapshot=manifest.digest,
-                         timeout=_timeout(manifest.total_bytes))
+
+    def requests() -> Iterator[Request]:
+        for batch in _batches(missing, sizes):
+            yield Request("sync_put", TARS.get(objects_dir, index, batch))
+        # The agent kept the manifest from sync_missing: it crosses the link once per host.
+        yield Request("sync_materialize", None, {"snapshot": manifest.digest})
+
+    timeout = _timeout(sum(sizes[sha] for sha in missing) + manifest.total_bytes)
+    answer = send_all(client, requests(), timeout)[-1]
     if answer.get("need_manifest"):  # an agent that did not keep it
         answer = client.call("sync_materialize", snapshot=manifest.digest, payload=payload,
                              timeout=_timeout(manifest.total_bytes))
-    log.debug("%s: sent %d objects (%d bytes) for snapshot %s", client.host, len(missing),
-              sent, manifest.digest[:12])
+    log.debug("%s: sent %d objects for snapshot %s", client.host, len(missing),
+              manifest.digest[:12])
     return str(answer["path"])
-

@@ -13,9 +13,8 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from sqlite_utils import Database
-
 from remotetune.errors import StoreError
+from remotetune.store._sqlite import Database
 
 logger = logging.getLogger(__name__)
 

@@ -21,8 +21,6 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-from sqlite_utils import Database
-
 from remotetune.errors import ExperimentNotFound, StoreError
 from remotetune.model import (
     EventRecord,
@@ -43,6 +41,7 @@ from remotetune.store._open import (
     create_atomically,
 )
 from remotetune.store._schema import check_current, migrate
+from remotetune.store._sqlite import Database
 
 logger = logging.getLogger(__name__)
 

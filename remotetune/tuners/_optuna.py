@@ -31,22 +31,18 @@ import logging
 import math
 import warnings
 from collections.abc import Mapping, Sequence
-from typing import Any
-
-import optuna
-from optuna.distributions import (
-    BaseDistribution,
-    CategoricalDistribution,
-    FloatDistribution,
-    IntDistribution,
-)
-from optuna.trial import TrialState
+from typing import TYPE_CHECKING, Any
 
 from remotetune.errors import TunerError
 from remotetune.model import OptimizeMode, TrialRecord, TrialStatus
 from remotetune.space import Option, Parameter, ParamType, SearchSpace
 from remotetune.tuners._base import Tuner, bool_arg, int_arg
 from remotetune.tuners._unit import EPS, from_unit, to_unit
+
+if TYPE_CHECKING:  # optuna is imported when a TPE tuner is built, not with the package
+    import optuna
+    from optuna.distributions import BaseDistribution, FloatDistribution
+    from optuna.trial import TrialState
 
 logger = logging.getLogger(__name__)
 
@@ -73,12 +69,16 @@ class OptunaTuner(Tuner):
         seed: int | None = None,
         sampler: optuna.samplers.BaseSampler | None = None,
     ) -> None:
+        import optuna
+
         super().__init__(space, optimize_mode, seed=seed)
         optuna.logging.set_verbosity(optuna.logging.WARNING)
         self.study = optuna.create_study(direction=self.optimize_mode.value, sampler=sampler)
         self._pending: dict[int, int] = {}  # parameter_id -> optuna trial number
 
     def suggest(self, parameter_id: int, history: Sequence[TrialRecord]) -> dict[str, Any] | None:
+        import optuna
+
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
             trial = self.study.ask()
@@ -103,6 +103,8 @@ class OptunaTuner(Tuner):
             self._add(parameters, state, value)
 
     def restore(self, history: Sequence[TrialRecord]) -> None:
+        from optuna.trial import TrialState
+
         latest: dict[int, TrialRecord] = {}
         for record in sorted(history, key=lambda r: (r.parameter_id, r.attempt, r.sequence)):
             latest[record.parameter_id] = record
@@ -119,6 +121,8 @@ class OptunaTuner(Tuner):
     def _add(
         self, parameters: Mapping[str, Any], state: TrialState, value: float | None
     ) -> int | None:
+        import optuna
+
         internal: dict[str, Any] = {}
         dists: dict[str, BaseDistribution] = {}
         if not _encode(self.space.parameters, parameters, internal, dists):
@@ -171,6 +175,8 @@ class TpeTuner(OptunaTuner):
 
 
 def _state(value: float | None, status: TrialStatus) -> tuple[TrialState, float | None]:
+    from optuna.trial import TrialState
+
     if value is not None and math.isfinite(value):
         return TrialState.COMPLETE, float(value)
     if status is TrialStatus.EARLY_STOPPED:
@@ -203,6 +209,8 @@ def _nni_tpe_args(
 
 
 def _float_dist(p: Parameter) -> FloatDistribution:
+    from optuna.distributions import FloatDistribution
+
     if p.type.bounded:
         return FloatDistribution(float(p.low), float(p.high), log=p.type.log)
     return FloatDistribution(EPS, 1.0 - EPS)
@@ -238,6 +246,8 @@ def _encode(
     dists: dict[str, BaseDistribution],
 ) -> bool:
     """Optuna's view of ``values`` (the inverse of ``_ask``); False when they do not fit."""
+    from optuna.distributions import CategoricalDistribution, IntDistribution
+
     if not isinstance(values, Mapping):
         return False
     for p in params:

@@ -7,6 +7,8 @@ import itertools
 import json
 import logging
 import threading
+from collections.abc import Iterable
+from dataclasses import dataclass, field
 from typing import Any
 
 from remotetune.backends.hostpool._probe import last_line
@@ -14,6 +16,15 @@ from remotetune.errors import AgentError, HostUnreachable, RemoteSetupError, Tra
 from remotetune.transport.base import AgentChannel
 
 log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Request:
+    """One request of :meth:`AgentClient.call_many`: an op, its raw payload, its fields."""
+
+    op: str
+    payload: bytes | None = None
+    fields: dict[str, Any] = field(default_factory=dict)
 
 
 class AgentClient:
@@ -37,8 +48,11 @@ class AgentClient:
         try:
             hello = json.loads(first)
         except ValueError:
-            hello = {}
-        if not hello.get("ready"):
+            hello = None
+        # The first line: ready (with the host's facts under "hello"), or the connect
+        # bootstrap's refusal ("probe" and maybe "error", then it exits) for the session.
+        self.first: dict[str, Any] = hello if isinstance(hello, dict) else {}
+        if not self.first.get("ready") and "probe" not in self.first:
             raise RemoteSetupError(
                 host,
                 "the agent did not start: "
@@ -79,10 +93,35 @@ class AgentClient:
                 with self._send_lock:
                     self._long_out = False
         if not answer.get("ok"):
-            details = answer.get("details")
-            raise AgentError(self.host, op, str(answer.get("error")), str(answer.get("kind")),
-                             details if isinstance(details, dict) else None)
+            raise self._failure(op, answer)
         return answer
+
+    def _failure(self, op: str, answer: dict[str, Any]) -> AgentError:
+        details = answer.get("details")
+        return AgentError(self.host, op, str(answer.get("error")), str(answer.get("kind")),
+                          details if isinstance(details, dict) else None)
+
+    def call_many(self, requests: Iterable[Request], *, timeout: float = 60.0
+                  ) -> list[dict[str, Any]]:
+        """Requests sent back to back, then their
+        answers read in order: the link carries the next request while the agent works on
+        the last. Raises the first failure once every answer is in (the channel stays in
+        step)."""
+        sent: list[tuple[int, str]] = []
+        with self._lock:
+            for r in requests:
+                request: dict[str, Any] = {"id": next(self._ids), "op": r.op, **r.fields}
+                if r.payload is not None:
+                    request["size"] = len(r.payload)
+                data = json.dumps(request).encode("utf-8") + b"\n"
+                with self._send_lock:
+                    self.channel.send(data + r.payload if r.payload else data)
+                sent.append((request["id"], r.op))
+            answers = [self._answer(request_id, timeout) for request_id, _ in sent]
+        for (_, op), answer in zip(sent, answers, strict=True):
+            if not answer.get("ok"):
+                raise self._failure(op, answer)
+        return answers
 
     def _answer(self, request_id: int, timeout: float) -> dict[str, Any]:
         while True:

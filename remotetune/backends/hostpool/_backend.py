@@ -124,7 +124,7 @@ class HostPoolBackend(Backend):
         manifest, objects, session = self._spec.manifest, self._spec.objects_dir, worker.session
 
         def connect() -> tuple[Any, str, GpuReport]:
-            info = session.open()
+            info = session.open(gpus_early=True)  # nvidia-smi runs while the code syncs
             snapshot = session.sync(manifest, objects)
             return info, snapshot, session.gpus()
 

@@ -91,6 +91,7 @@ class HostSession:
         self.transport: Transport | None = None
         self.agent: AgentClient | None = None
         self.info: HostInfo | None = None
+        self._lib_relative = ""  # the shipped package's directory under the workdir, once open
         # The local machine runs trials with the controller's own interpreter unless told.
         self.python = sys.executable if spec.local and spec.python == "python3" else spec.python
 
@@ -100,36 +101,35 @@ class HostSession:
 
     # ------------------------------------------------------------------ lifecycle
 
-    def open(self) -> HostInfo:
-        """Probe the host (Python, workdir), ship the host package if missing, start the agent.
+    def open(self, *, gpus_early: bool = False) -> HostInfo:
+        """Probe the host (Python, workdir), ship the host package if missing, start the agent:
+        one process and one round trip (``commands.connect_command``, docs/protocol.md).
 
         The probe is the one `remotetune check` runs, so both report a host's problem (no
-        Python, Python too old, workdir not writable, disk full) in the same words.
+        Python, Python too old, workdir not writable, disk full) in the same words. With
+        ``gpus_early`` the agent starts nvidia-smi at once; :meth:`gpus` collects it.
         """
         self.close()
         transport = self._factory(self.spec)
         self.transport = transport
         transport.connect()
-        digest, tar = hostlib.bundle()
+        digest, pack = hostlib.packed()
         lib_dir = posixpath.join(self.workdir_setting, "lib", digest)
         self._lib_relative = f"lib/{digest}"
-        result = transport.run(
-            commands.install_lib_command(self.python, lib_dir), stdin=tar, timeout=60
-        )
-        if not result.ok:
-            self._probe(transport)  # says what is wrong in `check`'s words, if it can
-            raise self._setup_error(result.exit_code, result.stderr or result.stdout)
+        head = {"size": len(pack), "gpus": list(NVIDIA_SMI_ARGS) if gpus_early else None}
         try:
             channel = transport.start(
-                commands.agent_command(self.python, self.workdir_setting, lib_dir)
-            )
+                commands.connect_command(self.python, self.workdir_setting, lib_dir))
+            channel.send(json.dumps(head).encode() + b"\n" + pack)
             self.agent = AgentClient(channel, self.name)
-            # The probe runs inside the agent: no Python process of its own on this path.
-            hello = self.agent.call("hello", probe=commands.PROBE_PY, timeout=30)
         except TransportError:
-            self._probe(transport)
+            self._probe(transport)  # says what is wrong in `check`'s words, if it can
             raise
-        self._judge(facts_of(hello.get("probe")))
+        first = self.agent.first  # ready with the host's facts, or the bootstrap's refusal
+        hello = first.get("hello") or {}
+        self._judge(facts_of(hello.get("probe", first.get("probe"))))
+        if not first.get("ready"):
+            raise self._setup_error(str(first.get("error") or ""))
         self.info = HostInfo(
             hostname=str(hello["hostname"]),
             python=str(hello["python"]),
@@ -153,14 +153,14 @@ class HostSession:
         if problem is not None:
             raise RemoteSetupError(self.name, problem.message, hint=problem.hint)
 
-    def _setup_error(self, code: int, output: str) -> TransportError:
+    def _setup_error(self, output: str) -> TransportError:
         detail = last_line(output)  # never a traceback's fragments
         if "No space left" in output:
             return RemoteSetupError(self.name, f"disk full in {self.workdir_setting}: {detail}")
         return RemoteSetupError(
             self.name,
-            f"could not install remotetune's host package in {self.workdir_setting} "
-            f"(exit {code}): {detail or 'no output'}",
+            f"could not install remotetune's host package in {self.workdir_setting}: "
+            f"{detail or 'no output'}",
             hint="check that `workdir:` is writable and `python:` is Python 3.8+",
         )
 

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import signal
 import socket
 import subprocess
@@ -32,9 +31,9 @@ import threading
 import time
 
 try:  # on hosts: the shipped bundle; in the controller's own tree: the package
-    from remotetune._host import gpulocks, hostprobe, reads, watch  # type: ignore[attr-defined]
+    from remotetune._host import execops, gpulocks, reads, watch  # type: ignore[attr-defined]
 except ImportError:
-    from remotetune.backends.hostpool._host import gpulocks, hostprobe, reads, watch
+    from remotetune.backends.hostpool._host import execops, gpulocks, reads, watch
 
 SETUP_FAILED_EXIT = 254
 
@@ -249,14 +248,19 @@ def launch(trial_dir: str, spec: dict) -> dict:
 
 
 def reap_children() -> None:
-    """Collect launchers that ended while we run (they are our children)."""
+    """Collect launchers that ended while we run (they are our children).
+
+    A command started at connect (:func:`start`) is a child too: its exit status is kept
+    for :func:`op_exec`, which would otherwise read a reaped child's code as 0.
+    """
     while True:
         try:
-            pid, _ = os.waitpid(-1, os.WNOHANG)
+            pid, status = os.waitpid(-1, os.WNOHANG)
         except ChildProcessError:
             return
         if pid == 0:
             return
+        execops.reaped(pid, status)
 
 
 # --------------------------------------------------------------------------- ops
@@ -264,9 +268,7 @@ def reap_children() -> None:
 
 def op_hello(workdir: str, req: dict, payload):
     os.makedirs(workdir, exist_ok=True)
-    probe = hostprobe.run(req["probe"], workdir) if req.get("probe") else None
     return {
-        "probe": probe,
         "python": "%d.%d.%d" % sys.version_info[:3],
         "executable": sys.executable,
         "pid": os.getpid(),
@@ -403,18 +405,6 @@ def op_tail(workdir: str, req: dict, payload):
     }
 
 
-def op_exec(workdir: str, req: dict, payload):
-    """Run a fixed argv (no shell) and return its output: used for nvidia-smi."""
-    argv = [str(a) for a in req["argv"]]
-    if shutil.which(argv[0]) is None:
-        return {"found": False, "code": None, "stdout": "", "stderr": "%s: not found" % argv[0]}
-    proc = subprocess.run(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                          stderr=subprocess.PIPE, timeout=float(req.get("timeout", 20)))
-    return {"found": True, "code": proc.returncode,
-            "stdout": proc.stdout.decode("utf-8", "replace"),
-            "stderr": proc.stderr.decode("utf-8", "replace")}
-
-
 OPS = {
     "hello": op_hello,
     "write": op_write,
@@ -422,7 +412,7 @@ OPS = {
     "poll": op_poll,
     "kill": op_kill,
     "tail": op_tail,
-    "exec": op_exec,
+    "exec": execops.op_exec,
 }
 
 try:  # code sync lives in its own module
@@ -453,12 +443,17 @@ def _read_exact(stream, size: int) -> bytes:
     return b"".join(chunks)
 
 
-def serve(workdir: str, stdin=None, stdout=None) -> None:
+def serve(workdir: str, stdin=None, stdout=None, hello=None) -> None:
+    """Answer requests until stdin closes. The first line says the agent is ready, with
+    ``hello``'s facts when given (the connect bootstrap's: no ``hello`` request needed)."""
     stdin = watch.Input(stdin or sys.stdin.buffer)
     _PENDING[0] = stdin.pending
     stdout = stdout or sys.stdout.buffer
     signal.signal(signal.SIGHUP, signal.SIG_IGN)
-    stdout.write(b'{"id": 0, "ok": true, "ready": true}\n')
+    ready = {"id": 0, "ok": True, "ready": True}
+    if hello is not None:
+        ready["hello"] = hello
+    stdout.write(json.dumps(ready).encode("utf-8") + b"\n")
     stdout.flush()
     while True:
         line = stdin.readline()
@@ -484,6 +479,15 @@ def serve(workdir: str, stdin=None, stdout=None) -> None:
         stdout.write(json.dumps(answer).encode("utf-8") + b"\n")
         stdout.flush()
         reap_children()
+
+
+def start(workdir: str, probe: dict, early=None) -> None:
+    """As ``commands.connect_command`` starts it: ``early``, an argv, runs now (``exec``)."""
+    if early:
+        execops.start_early(early)
+    hello = op_hello(workdir, {}, None)
+    hello["probe"] = probe
+    serve(workdir, hello=hello)
 
 
 def main() -> None:
