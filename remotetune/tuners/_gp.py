@@ -18,8 +18,6 @@ import logging
 import warnings
 from typing import Any
 
-import optuna
-
 from remotetune.errors import TunerError
 from remotetune.model import OptimizeMode
 from remotetune.space import SearchSpace
@@ -34,6 +32,8 @@ IGNORED_GP_ARGS = ("utility", "kappa", "xi", "nu", "alpha", "selection_num_warm_
 
 def gp_sampler_class() -> type:
     """Optuna's GPSampler, or a TunerError saying what is missing."""
+    import optuna  # imported when a GP tuner is built, not with the tuners package
+
     sampler = getattr(optuna.samplers, "GPSampler", None)
     if sampler is None:
         raise TunerError(f"GP runs on Optuna's GPSampler, which this Optuna "
@@ -68,6 +68,8 @@ class GpTuner(OptunaTuner):
             if given[name] is not None:
                 logger.warning("GP: class argument %s has no counterpart in Optuna's "
                                "GPSampler; ignored", name)
+        import optuna
+
         sampler_class = gp_sampler_class()
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)

@@ -151,6 +151,8 @@ class TpeTuner(OptunaTuner):
         constant_liar: bool = True,
         tpe_args: Mapping[str, Any] | None = None,
     ) -> None:
+        import optuna
+
         if tpe_args is not None:
             constant_liar, n_startup_trials, n_ei_candidates = _nni_tpe_args(
                 tpe_args, constant_liar, n_startup_trials, n_ei_candidates
