@@ -14,29 +14,32 @@ import stat
 
 
 def _regular_fd(path: str):
-    """A descriptor of ``path`` opened for reading if it is a regular file, else None.
+    """(descriptor, size) of ``path`` opened for reading if it is a regular file, else
+    (None, 0).
 
     A trial can put anything in its directory: a FIFO (whose open or read would block the
     agent and with it every trial on the host), a directory, a device. Only regular files
     are read (``O_NONBLOCK`` keeps the open of a FIFO from blocking; on a regular file it
-    changes nothing).
+    changes nothing). The size lets a read ask for what is there: a 1 MiB buffer for every
+    read would cost more than the read.
     """
     try:
         fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
     except OSError:
-        return None
+        return None, 0
     try:
-        if stat.S_ISREG(os.fstat(fd).st_mode):
-            return fd
+        st = os.fstat(fd)
+        if stat.S_ISREG(st.st_mode):
+            return fd, st.st_size
     except OSError:
         pass
     os.close(fd)
-    return None
+    return None, 0
 
 
 def open_regular(path: str):
     """``path`` opened for reading if it is a regular file, else None (see _regular_fd)."""
-    fd = _regular_fd(path)
+    fd = _regular_fd(path)[0]
     if fd is None:
         return None
     try:
@@ -48,13 +51,12 @@ def open_regular(path: str):
 
 
 def read_json(path: str, limit: int = 1 << 20):
-    """A JSON object from a small regular file, else None (one ``pread``: a short read of a
-    regular file is its end)."""
-    fd = _regular_fd(path)
+    """A JSON object from a small regular file, else None."""
+    fd, size = _regular_fd(path)
     if fd is None:
         return None
     try:
-        raw = os.pread(fd, limit, 0)
+        raw = os.pread(fd, min(limit, size), 0)
     except OSError:
         return None
     finally:
@@ -136,12 +138,15 @@ def read_lines(path: str, offset: int, max_bytes: int, final: bool, limit: int =
     window, which says whether ``offset`` follows a newline (else it is inside a line
     skipped earlier). That case and a window without a newline go the slow way.
     """
-    fd = _regular_fd(path)
+    fd, size = _regular_fd(path)
     if fd is None:  # missing, or not a regular file: nothing to read
         return [], offset, False, [], False
+    if size <= offset:  # nothing new (what grows meanwhile is read next time)
+        os.close(fd)
+        return [], offset, False, [], True
     try:
         head = 1 if offset > 0 else 0
-        data = os.pread(fd, max_bytes + 1 + head, offset - head)
+        data = os.pread(fd, min(max_bytes + 1, size - offset) + head, offset - head)
     finally:
         os.close(fd)
     if head and data[:1] not in (b"\n", b""):  # continues a skipped line
