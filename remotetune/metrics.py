@@ -44,16 +44,21 @@ def _finite_float(text: str) -> float:
 
 
 def _depth_ok(data: Any) -> bool:
+    """Whether no value sits deeper than MAX_DEPTH (the line's object is level 1): no
+    non-empty object or list at level MAX_DEPTH or below. Walks containers only."""
     stack = [(data, 1)]
     while stack:
         item, depth = stack.pop()
-        if depth > MAX_DEPTH:
+        children = item.values() if isinstance(item, dict) else item
+        if depth >= MAX_DEPTH and children:
             return False
-        if isinstance(item, dict):
-            stack.extend((v, depth + 1) for v in item.values())
-        elif isinstance(item, list):
-            stack.extend((v, depth + 1) for v in item)
+        stack.extend((v, depth + 1) for v in children if isinstance(v, (dict, list)))
     return True
+
+
+# One decoder for every line (json.loads with hooks builds a new one per call).
+_DECODER = json.JSONDecoder(parse_constant=_refuse_constant, parse_float=_finite_float)
+_KINDS = {kind.value: kind for kind in MetricKind}
 
 
 def _skipped(line: str) -> MetricLineError:
@@ -65,7 +70,9 @@ def _skipped(line: str) -> MetricLineError:
 def _load(line: str) -> dict[str, Any]:
     if line.startswith(SKIPPED_LINE_MARKER):
         raise _skipped(line)
-    data = json.loads(line, parse_constant=_refuse_constant, parse_float=_finite_float)
+    if line.startswith("\ufeff"):  # what json.loads says of it
+        raise json.JSONDecodeError("Unexpected UTF-8 BOM (decode using utf-8-sig)", line, 0)
+    data = _DECODER.decode(line)
     if not isinstance(data, dict):
         raise MetricLineError(f"a metric line must be a JSON object, got {type(data).__name__}")
     if not _depth_ok(data):
@@ -98,7 +105,7 @@ def decode_metric_line(line: str, trial_id: str, *, default_seq: int, now: float
         kind_name = data.get("type")
         if not isinstance(kind_name, str):
             raise MetricLineError("'type' must be FINAL or PERIODICAL")
-        kind = MetricKind(kind_name)
+        kind = _KINDS.get(kind_name) or MetricKind(kind_name)  # the enum says what is wrong
         if "value" not in data:
             raise MetricLineError("the line has no 'value'")
         value = metric_value(data["value"])

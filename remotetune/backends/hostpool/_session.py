@@ -94,6 +94,9 @@ class HostSession:
         self._lib_relative = ""  # the shipped package's directory under the workdir, once open
         # The local machine runs trials with the controller's own interpreter unless told.
         self.python = sys.executable if spec.local and spec.python == "python3" else spec.python
+        # Trials whose pid record a poll returned (by trial dir): later polls ask the agent to
+        # leave it out of its answer and reuse this one (one record per trial, not per poll).
+        self._starts: dict[str, LaunchResult] = {}
 
     @property
     def name(self) -> str:
@@ -204,6 +207,7 @@ class HostSession:
         return sync.sync_snapshot(self._agent(), manifest, objects_dir)
 
     def launch(self, trial_id: str, trial_dir: str, files: dict[str, str]) -> LaunchResult:
+        self._starts.pop(trial_dir, None)
         info = self._agent().call("launch", trial_dir=trial_dir, files=files, timeout=60)
         return _started(trial_id, self.name, info)
 
@@ -214,16 +218,20 @@ class HostSession:
         """
         if not items:
             return []
+        starts = self._starts
         answer = self._agent().call(
             "poll",
-            trials=[{"dir": i.trial_dir, "offset": i.offset} for i in items],
+            trials=[{"dir": i.trial_dir, "offset": i.offset, "started": True}
+                    if i.trial_dir in starts else {"dir": i.trial_dir, "offset": i.offset}
+                    for i in items],
             max_bytes=max_bytes,
             line_limit=line_limit,
             wait=wait,
             every=WATCH_EVERY,
             timeout=60 + wait,
         )
-        return [_poll_result(item.trial_id, self.name, r, line_limit)
+        host = self.name
+        return [_poll_result(item, host, r, line_limit, starts)
                 for item, r in zip(items, answer["trials"], strict=True)]
 
     def wake(self) -> None:
@@ -273,25 +281,35 @@ def _started(trial_id: str, host: str, pid_info: dict[str, Any]) -> LaunchResult
     return LaunchResult(handle, float(pid_info["started"]), int(pid_info["pid"]))
 
 
-def _poll_result(trial_id: str, host: str, r: dict[str, Any], line_limit: int) -> TrialPoll:
+def _poll_result(item: PollItem, host: str, r: dict[str, Any], line_limit: int,
+                 starts: dict[str, LaunchResult]) -> TrialPoll:
     """One trial of the agent's poll answer (docs/protocol.md) as a typed poll.
 
     A line the agent skipped as too long becomes a marker line that the metric decoder turns
-    into a warning naming its size (:func:`remotetune.metrics.skipped_line`).
+    into a warning naming its size (:func:`remotetune.metrics.skipped_line`). An answer
+    without ``pid`` is a trial whose record ``starts`` holds (the request said so).
     """
-    skipped = tuple(skipped_line(size, int(r.get("line_limit", line_limit)))
-                    for size in r.get("skipped") or ())
-    lines, offset = tuple(r["lines"]) + skipped, int(r["offset"])
-    started = None if r["pid"] is None else _started(trial_id, host, r["pid"])
-    if r["exit"] is not None:
-        e = r["exit"]
-        info = ExitInfo(e.get("code"), e.get("signal"), e.get("ended"), e.get("reason"))
-        return TrialPoll(trial_id, lines, offset, RunState.EXITED, info, started)
+    lines = tuple(r["lines"])
+    if r.get("skipped"):
+        lines += tuple(skipped_line(size, int(r.get("line_limit", line_limit)))
+                       for size in r["skipped"])
+    if "pid" not in r:
+        started: LaunchResult | None = starts[item.trial_dir]
+    elif r["pid"] is None:
+        started = None
+    else:
+        started = starts[item.trial_dir] = _started(item.trial_id, host, r["pid"])
+    exit_info = r["exit"]
+    if exit_info is not None:
+        starts.pop(item.trial_dir, None)  # ended: no more polls of it
+        info = ExitInfo(exit_info.get("code"), exit_info.get("signal"), exit_info.get("ended"),
+                        exit_info.get("reason"))
+        return TrialPoll(item.trial_id, lines, int(r["offset"]), RunState.EXITED, info, started)
     if started is not None:
         state = RunState.VANISHED if r["alive"] is False else RunState.RUNNING
     else:  # files written, no pid yet: starting; no files at all: the launch never arrived
         state = RunState.QUEUED if r["exists"] else RunState.UNKNOWN
-    return TrialPoll(trial_id, lines, offset, state, None, started)
+    return TrialPoll(item.trial_id, lines, int(r["offset"]), state, None, started)
 
 
 def launch_files(

@@ -31,9 +31,15 @@ import threading
 import time
 
 try:  # on hosts: the shipped bundle; in the controller's own tree: the package
-    from remotetune._host import execops, gpulocks, reads, watch  # type: ignore[attr-defined]
+    from remotetune._host import (  # type: ignore[attr-defined]
+        execops,
+        gpulocks,
+        pollops,
+        reads,
+        watch,
+    )
 except ImportError:
-    from remotetune.backends.hostpool._host import execops, gpulocks, reads, watch
+    from remotetune.backends.hostpool._host import execops, gpulocks, pollops, reads, watch
 
 SETUP_FAILED_EXIT = 254
 
@@ -70,8 +76,11 @@ def _start_ticks(pid):
     (a restarted container or host counts pids from 1 again) has another start time.
     """
     try:
-        with open("/proc/%d/stat" % int(pid), "rb") as f:
-            stat = f.read().decode("ascii", "replace")
+        fd = os.open("/proc/%d/stat" % int(pid), os.O_RDONLY)  # once per trial and poll
+        try:
+            stat = os.read(fd, 4096).decode("ascii", "replace")
+        finally:
+            os.close(fd)
         return int(stat.rsplit(")", 1)[1].split()[19])
     except (OSError, ValueError, IndexError):
         return None
@@ -288,6 +297,7 @@ def op_write(workdir: str, req: dict, payload):
 def op_launch(workdir: str, req: dict, payload):
     trial_dir = _abspath(workdir, req["trial_dir"])
     os.makedirs(trial_dir, exist_ok=True)
+    pollops.forget(trial_dir)  # a pid record read before this launch is not its own
     for name, text in req.get("files", {}).items():
         write_atomic(os.path.join(trial_dir, name), text.encode("utf-8"))
     with open(os.path.join(trial_dir, "launch.json"), "rb") as f:
@@ -305,42 +315,6 @@ def op_launch(workdir: str, req: dict, payload):
         raise
 
 
-def _poll_once(workdir: str, req: dict) -> list:
-    max_bytes = int(req.get("max_bytes", 1 << 20))
-    results = []
-    for item in req["trials"]:
-        trial_dir = _abspath(workdir, item["dir"])
-        # exit.json first: if it exists, every metric line was written before we read it.
-        exit_info = reads.valid_exit(reads.read_json(os.path.join(trial_dir, "exit.json")))
-        pid_info = reads.valid_pid(reads.read_json(os.path.join(trial_dir, "pid.json")))
-        lines, new_offset, more, skipped = reads.read_from(
-            os.path.join(trial_dir, "metrics.jsonl"), int(item.get("offset", 0)), max_bytes,
-            exit_info is not None, int(req.get("line_limit", reads.LINE_LIMIT)),
-        )
-        alive = None
-        if exit_info is None and pid_info:
-            alive = _trial_alive(pid_info)
-            if not alive:  # it may have finished between our two reads
-                exit_info = reads.valid_exit(reads.read_json(os.path.join(trial_dir, "exit.json")))
-                if exit_info is not None:
-                    more = True  # read again next time, with the exit in hand
-                    exit_info = None
-                    alive = True
-        results.append({
-            "dir": item["dir"],
-            "lines": lines,
-            "skipped": skipped,
-            "line_limit": int(req.get("line_limit", reads.LINE_LIMIT)),
-            "offset": new_offset,
-            "more": more,
-            "exit": None if more else exit_info,
-            "pid": pid_info,
-            "alive": alive,
-            "exists": os.path.isdir(trial_dir),
-        })
-    return results
-
-
 def _trial_alive(pid_info: dict) -> bool:
     pgid, launcher = int(pid_info["pgid"]), pid_info.get("launcher_pid")
     return (group_alive(pgid) and _same_process(pgid, pid_info.get("ticks"))) or (
@@ -352,19 +326,8 @@ _PENDING = [lambda: False]
 
 
 def op_poll(workdir: str, req: dict, payload):
-    """Read every trial's news; with ``wait``, wait up to that long for some (see watch)."""
-    results = _poll_once(workdir, req)
-    deadline = time.monotonic() + min(float(req.get("wait") or 0), 30.0)
-    while results and not any(watch.news(r) for r in results) and time.monotonic() < deadline:
-        trials = [(_abspath(workdir, r["dir"]), r["pid"]) for r in results]  # alive ones
-        why = watch.wait_change(trials, deadline - time.monotonic(),
-                                float(req.get("every", 0.005)), _PENDING[0], _trial_alive)
-        if why == "timeout":
-            break
-        results = _poll_once(workdir, req)
-        if why == "request":
-            break
-    return {"trials": results, "time": time.time()}
+    """Every trial's news; with ``wait``, a long poll (``pollops``, ``watch``)."""
+    return pollops.poll(workdir, req, _trial_alive, _PENDING[0])
 
 
 def _pid_alive(pid) -> bool:

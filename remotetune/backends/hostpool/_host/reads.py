@@ -13,21 +13,36 @@ import os
 import stat
 
 
-def open_regular(path: str):
-    """``path`` opened for reading if it is a regular file, else None.
+def _regular_fd(path: str):
+    """(descriptor, size) of ``path`` opened for reading if it is a regular file, else
+    (None, 0).
 
     A trial can put anything in its directory: a FIFO (whose open or read would block the
     agent and with it every trial on the host), a directory, a device. Only regular files
-    are read.
+    are read (``O_NONBLOCK`` keeps the open of a FIFO from blocking; on a regular file it
+    changes nothing). The size lets a read ask for what is there: a 1 MiB buffer for every
+    read would cost more than the read.
     """
     try:
         fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
     except OSError:
+        return None, 0
+    try:
+        st = os.fstat(fd)
+        if stat.S_ISREG(st.st_mode):
+            return fd, st.st_size
+    except OSError:
+        pass
+    os.close(fd)
+    return None, 0
+
+
+def open_regular(path: str):
+    """``path`` opened for reading if it is a regular file, else None (see _regular_fd)."""
+    fd = _regular_fd(path)[0]
+    if fd is None:
         return None
     try:
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
-            os.close(fd)
-            return None
         os.set_blocking(fd, True)
         return os.fdopen(fd, "rb")
     except OSError:
@@ -36,13 +51,19 @@ def open_regular(path: str):
 
 
 def read_json(path: str, limit: int = 1 << 20):
-    f = open_regular(path)
-    if f is None:
+    """A JSON object from a small regular file, else None."""
+    fd, size = _regular_fd(path)
+    if fd is None:
         return None
     try:
-        with f:
-            data = json.loads(f.read(limit).decode("utf-8"))
-    except (OSError, ValueError, RecursionError):
+        raw = os.pread(fd, min(limit, size), 0)
+    except OSError:
+        return None
+    finally:
+        os.close(fd)
+    try:
+        data = json.loads(raw.decode("utf-8"))
+    except (ValueError, RecursionError):
         return None
     return data if isinstance(data, dict) else None
 
@@ -107,6 +128,59 @@ def read_from(path: str, offset: int, max_bytes: int, final: bool, limit: int = 
     longer than ``max_bytes`` comes alone, whole, up to ``limit`` bytes; a longer one is
     skipped. Every call moves the offset unless it waits for the rest of a line.
     """
+    return read_lines(path, offset, max_bytes, final, limit)[:4]
+
+
+def read_lines(path: str, offset: int, max_bytes: int, final: bool, limit: int = LINE_LIMIT):
+    """read_from, and whether ``path`` is a regular file (then its directory exists).
+
+    The common case costs one ``pread``: it reads the byte before ``offset`` with the
+    window, which says whether ``offset`` follows a newline (else it is inside a line
+    skipped earlier). That case and a window without a newline go the slow way.
+    """
+    fd, size = _regular_fd(path)
+    if fd is None:  # missing, or not a regular file: nothing to read
+        return [], offset, False, [], False
+    if size <= offset:  # nothing new (what grows meanwhile is read next time)
+        os.close(fd)
+        return [], offset, False, [], True
+    try:
+        head = 1 if offset > 0 else 0
+        data = os.pread(fd, min(max_bytes + 1, size - offset) + head, offset - head)
+    finally:
+        os.close(fd)
+    if head and data[:1] not in (b"\n", b""):  # continues a skipped line
+        return _read_from_file(path, offset, max_bytes, final, limit) + (True,)
+    size = len(data) - head
+    if size <= 0:
+        return [], offset, False, [], True
+    more = size > max_bytes
+    end = head + min(size, max_bytes)
+    cut = data.rfind(b"\n", head, end) + 1 or head
+    if cut == head and more:  # a line longer than the window
+        return _read_from_file(path, offset, max_bytes, final, limit) + (True,)
+    if final and not more and cut < end:
+        cut = end  # the writer is gone: its torn line will never be completed
+    return split_lines(data[head:cut]), offset + cut - head, more, [], True
+
+
+def split_lines(chunk: bytes) -> list:
+    """Lines of ``chunk``, split on newlines only: a trial's \\r or \\x1c inside a line is not
+    a line break (a trailing \\r is dropped). The last line may lack its newline."""
+    if not chunk:
+        return []
+    text = chunk.decode("utf-8", "replace")  # a newline never ends inside a UTF-8 sequence
+    lines = text.split("\n")
+    if text.endswith("\n"):
+        lines.pop()  # the empty string after the last newline
+    if "\r" in text:
+        lines = [line.rstrip("\r") for line in lines]
+    return lines
+
+
+def _read_from_file(path: str, offset: int, max_bytes: int, final: bool, limit: int):
+    """read_from through a file object: for an offset inside a skipped line, or a window
+    without a newline (a line longer than ``max_bytes``)."""
     f = open_regular(path)
     if f is None:  # missing, or not a regular file: nothing to read
         return [], offset, False, []
@@ -125,12 +199,7 @@ def read_from(path: str, offset: int, max_bytes: int, final: bool, limit: int = 
             return _read_long_line(f, offset, final, limit)
     if final and not more and cut < len(data):
         cut = len(data)  # the writer is gone: its torn line will never be completed
-    # Split on newlines only: a trial's \r or \x1c inside a line is not a line break.
-    chunk = data[:cut]
-    lines = [raw.rstrip(b"\r").decode("utf-8", "replace") for raw in chunk.split(b"\n")]
-    if chunk.endswith(b"\n") or not chunk:
-        lines.pop()  # the empty string after the last newline (or of no data at all)
-    return lines, offset + cut, more, []
+    return split_lines(data[:cut]), offset + cut, more, []
 
 
 def _int(value, minimum=None):

@@ -19,7 +19,7 @@ LIVENESS_EVERY = 0.1  # seconds between liveness checks (kill(0) and /proc) whil
 
 def news(result: dict) -> bool:
     """Whether a trial's poll result has something for the controller now."""
-    return bool(result["lines"] or result["skipped"] or result["more"]
+    return bool(result["lines"] or result.get("skipped") or result["more"]
                 or result["exit"] is not None or result["alive"] is False
                 or not result["exists"])
 
