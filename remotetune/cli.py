@@ -433,13 +433,23 @@ def _add_reader_commands(sub: Any) -> None:
     p.set_defaults(func=cmd_import_nni)
 
 
+def _log_handler(err: Console) -> logging.Handler:
+    """On a terminal, rich's handler (it prints above a live view instead of tearing
+    through it); elsewhere (a pipe, a container job's log) plain lines, never padded to the
+    console's width."""
+    if err.is_terminal:
+        from rich.logging import RichHandler
+
+        return RichHandler(console=err, show_path=False, show_time=False)
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(levelname)-8s %(name)s: %(message)s"))
+    return handler
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     err = make_console(stderr=True)
-    # rich's handler prints above a live view instead of tearing through it.
-    from rich.logging import RichHandler
-
-    handler = RichHandler(console=err, show_path=False, show_time=False)
+    handler = _log_handler(err)
     handler.addFilter(CleanLogFilter())  # log lines carry host and trial text: data
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.WARNING,
