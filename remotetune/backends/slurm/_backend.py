@@ -1,10 +1,12 @@
 """Slurm clusters as a :class:`~remotetune.backends.Backend`: each trial is one sbatch job.
 
 One SSH session and agent per cluster's login node, on one worker thread (the host pool's
-:class:`HostWorker`). A cluster has ``maxJobs`` job slots (queued or running at once);
-placing a trial takes a slot, launching submits its job (the handle's ``ref`` is the job
-id), ``tick`` polls all of a cluster's jobs in ONE agent call (one squeue) at the poll
-cadence, ``kill`` is scancel. Resume reattaches by the job id stored in the trial's ``pid``.
+:class:`HostWorker`, kept by the base both backends share, :class:`WorkerBackend`:
+connecting, reconnecting, broken and cordoned clusters, outcomes). A cluster has
+``maxJobs`` job slots (queued or running at once); placing a trial takes a slot, launching
+submits its job (the handle's ``ref`` is the job id), ``tick`` polls all of a cluster's
+jobs in ONE agent call (one squeue) at the poll cadence, ``kill`` is scancel. Resume
+reattaches by the job id stored in the trial's ``pid``.
 """
 
 from __future__ import annotations
