@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import difflib
 from collections.abc import Mapping
 from typing import Any
 
@@ -15,6 +14,7 @@ from remotetune.assessors._optuna import PRUNERS, OptunaPrunerAssessor, pruner_a
 from remotetune.errors import AssessorError
 from remotetune.model import OptimizeMode
 from remotetune.nni_classes import is_nni_assessor
+from remotetune.registry import custom_class, norm, unknown_arg, unknown_name
 
 #: Display name -> class. Optuna's pruners all map to :class:`OptunaPrunerAssessor`.
 BUILTIN_ASSESSORS: dict[str, type[Assessor]] = {
@@ -25,17 +25,13 @@ BUILTIN_ASSESSORS: dict[str, type[Assessor]] = {
 }
 
 
-def _norm(name: str) -> str:
-    return name.lower().replace("_", "").replace("-", "").replace(" ", "")
-
-
-_LOOKUP = {_norm(k): k for k in BUILTIN_ASSESSORS} | {"medianstopassessor": "Medianstop",
-                                                       "curvefittingassessor": "Curvefitting"}
+_LOOKUP = {norm(k): k for k in BUILTIN_ASSESSORS} | {"medianstopassessor": "Medianstop",
+                                                      "curvefittingassessor": "Curvefitting"}
 
 
 def builtin_name(name: str) -> str | None:
     """The built-in's display name for ``name`` (case, ``_`` and ``-`` ignored), or None."""
-    return _LOOKUP.get(_norm(name)) if isinstance(name, str) else None
+    return _LOOKUP.get(norm(name)) if isinstance(name, str) else None
 
 
 def assessor_arg_names(name: str, *, code_directory: str | None = None) -> frozenset[str]:
@@ -49,11 +45,7 @@ def assessor_arg_names(name: str, *, code_directory: str | None = None) -> froze
 
 
 def unknown_assessor_arg(name: str, arg: str, accepted: frozenset[str]) -> AssessorError:
-    close = difflib.get_close_matches(arg, sorted(accepted), n=1)
-    hint = f"did you mean {close[0]!r}? " if close else ""
-    return AssessorError(
-        f"{name} has no class argument {arg!r} ({hint}it accepts: {', '.join(sorted(accepted))})"
-    )
+    return unknown_arg(name, arg, accepted, AssessorError)
 
 
 def create_assessor(
@@ -99,24 +91,11 @@ def assessor_class(name: str, *, code_directory: str | None = None) -> type[Asse
         return BUILTIN_ASSESSORS[key]
     if ":" in name or "." in name:
         return _load_custom(name, code_directory)
-    close = difflib.get_close_matches(_norm(name), list(_LOOKUP), n=1, cutoff=0.5)
-    hint = f"did you mean {_LOOKUP[close[0]]!r}? " if close else ""
-    raise AssessorError(
-        f"unknown assessor {name!r} ({hint}built-in assessors: {', '.join(BUILTIN_ASSESSORS)}; "
-        "a custom assessor is written as 'module:Class')"
-    )
+    raise unknown_name("assessor", name, _LOOKUP, BUILTIN_ASSESSORS, AssessorError)
 
 
 def _load_custom(spec: str, code_directory: str | None) -> type[Assessor]:
-    from remotetune.tuners._registry import _import
-
-    module_name, sep, class_name = spec.partition(":")
-    if not sep:
-        module_name, _, class_name = spec.rpartition(".")
-    if not module_name or not class_name:
-        raise AssessorError(f"custom assessor {spec!r} must be written as 'module:Class'")
-    module = _import(module_name, code_directory, "assessor")
-    cls = getattr(module, class_name, None)
+    _, _, cls = custom_class(spec, code_directory, "assessor", AssessorError)
     if is_nni_assessor(cls):
         assert isinstance(cls, type)
         return nni_assessor_class(cls, spec)

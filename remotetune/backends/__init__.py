@@ -1,37 +1,4 @@
 """Where trials run: each backend places, launches, polls and kills trials, and never decides."""
 
-from remotetune.backends._base import (
-    TIMEOUT_REASON,
-    Backend,
-    Envelope,
-    ExitInfo,
-    LaunchResult,
-    LaunchSpec,
-    OpenSpec,
-    PlaceResult,
-    PollRequest,
-    Report,
-    ReportKind,
-    RunState,
-    Sink,
-    TrialHandle,
-    TrialPoll,
-)
-
-__all__ = [
-    "TIMEOUT_REASON",
-    "Backend",
-    "Envelope",
-    "ExitInfo",
-    "LaunchResult",
-    "LaunchSpec",
-    "OpenSpec",
-    "PlaceResult",
-    "PollRequest",
-    "Report",
-    "ReportKind",
-    "RunState",
-    "Sink",
-    "TrialHandle",
-    "TrialPoll",
-]
+from remotetune.backends._base import *  # noqa: F403 (the interface: _base.__all__)
+from remotetune.backends._base import __all__ as __all__

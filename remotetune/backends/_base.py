@@ -25,6 +25,12 @@ from typing import Any
 
 from remotetune.model import EventLevel, HostState, Placement, TrialRecord
 
+__all__ = [  # the interface, as remotetune.backends offers it
+    "TIMEOUT_REASON", "Backend", "Envelope", "ExitInfo", "LaunchResult", "LaunchSpec",
+    "OpenSpec", "PlaceResult", "PollRequest", "Report", "ReportKind", "RunState", "Sink",
+    "TrialHandle", "TrialPoll",
+]
+
 
 class RunState(str, enum.Enum):
     """What a backend knows of a launched trial at one poll."""

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import abc
-import difflib
 import inspect
 import json
 import logging
@@ -14,6 +13,7 @@ from typing import Any
 
 from remotetune.errors import TunerError
 from remotetune.model import OptimizeMode, TrialRecord, TrialStatus
+from remotetune.registry import unknown_arg
 from remotetune.space import SearchSpace
 
 logger = logging.getLogger(__name__)
@@ -131,12 +131,8 @@ class Tuner(abc.ABC):
 
 
 def unknown_arg_error(cls: type[Tuner], name: str) -> TunerError:
-    accepted = sorted(cls.class_arg_names() | {"optimize_mode", "seed"})
-    close = difflib.get_close_matches(name, accepted, n=1)
-    hint = f"did you mean {close[0]!r}? " if close else ""
-    return TunerError(
-        f"{cls.__name__} has no class argument {name!r} ({hint}it accepts: {', '.join(accepted)})"
-    )
+    accepted = cls.class_arg_names() | {"optimize_mode", "seed"}
+    return unknown_arg(cls.__name__, name, accepted, TunerError)
 
 
 def parse_optimize_mode(value: OptimizeMode | str) -> OptimizeMode:

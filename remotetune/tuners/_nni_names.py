@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from remotetune.errors import TunerError
+from remotetune.registry import norm
 
 logger = logging.getLogger(__name__)
 
@@ -71,16 +72,12 @@ _COMMON = ("optimize_mode", "seed")
 _announced: set[str] = set()
 
 
-def _norm(name: str) -> str:
-    return name.lower().replace("_", "").replace("-", "").replace(" ", "")
-
-
-_BY_NORM = {_norm(k): k for k in (*STAND_INS, *REFUSED)}
+_BY_NORM = {norm(k): k for k in (*STAND_INS, *REFUSED)}
 
 
 def nni_name(name: Any) -> str | None:
     """NNI's spelling of ``name`` when it is one of the names above, else None."""
-    return _BY_NORM.get(_norm(name)) if isinstance(name, str) else None
+    return _BY_NORM.get(norm(name)) if isinstance(name, str) else None
 
 
 def stand_in(name: str, class_args: Mapping[str, Any]) -> tuple[str, dict[str, Any]]:

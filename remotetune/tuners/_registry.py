@@ -3,18 +3,13 @@
 
 from __future__ import annotations
 
-import difflib
-import importlib
-import importlib.util
-import sys
 from collections.abc import Mapping
-from pathlib import Path
-from types import ModuleType
 from typing import Any
 
-from remotetune.errors import AssessorError, RemotetuneError, TunerError
+from remotetune.errors import TunerError
 from remotetune.model import OptimizeMode
-from remotetune.nni_classes import ensure_nni, is_nni_tuner
+from remotetune.nni_classes import is_nni_tuner
+from remotetune.registry import custom_class, norm, unknown_name
 from remotetune.space import SearchSpace
 from remotetune.tuners._anneal import AnnealTuner
 from remotetune.tuners._base import Tuner, parse_optimize_mode, unknown_arg_error
@@ -47,12 +42,8 @@ BUILTIN_ADVISORS: dict[str, type[Tuner]] = {
 _ALIASES = {"randomsearch": "Random", "grid": "GridSearch", "batchtuner": "Batch"}
 
 
-def _norm(name: str) -> str:
-    return name.lower().replace("_", "").replace("-", "").replace(" ", "")
-
-
 _ALL: dict[str, type[Tuner]] = {**BUILTIN_TUNERS, **BUILTIN_ADVISORS}
-_LOOKUP = {_norm(k): k for k in _ALL} | _ALIASES
+_LOOKUP = {norm(k): k for k in _ALL} | _ALIASES
 
 
 def create_tuner(
@@ -95,7 +86,7 @@ def tuner_class(name: str, *, code_directory: str | None = None) -> type[Tuner]:
     NNI's ``nni.tuner.Tuner`` (then the class returned is its adapter)."""
     if not isinstance(name, str) or not name.strip():
         raise TunerError(f"tuner name must be a non-empty string, got {name!r}")
-    key = _LOOKUP.get(_norm(name))
+    key = _LOOKUP.get(norm(name))
     if key is not None:
         return _ALL[key]
     nni = nni_name(name)
@@ -104,22 +95,11 @@ def tuner_class(name: str, *, code_directory: str | None = None) -> type[Tuner]:
         return _ALL[STAND_INS[nni].runs_as]
     if ":" in name or "." in name:
         return _load_custom(name, code_directory)
-    close = difflib.get_close_matches(_norm(name), list(_LOOKUP), n=1, cutoff=0.5)
-    hint = f"did you mean {_LOOKUP[close[0]]!r}? " if close else ""
-    raise TunerError(
-        f"unknown tuner {name!r} ({hint}built-in tuners: {', '.join(_ALL)}; "
-        "a custom tuner is written as 'module:Class')"
-    )
+    raise unknown_name("tuner", name, _LOOKUP, _ALL, TunerError)
 
 
 def _load_custom(spec: str, code_directory: str | None) -> type[Tuner]:
-    module_name, sep, class_name = spec.partition(":")
-    if not sep:
-        module_name, _, class_name = spec.rpartition(".")
-    if not module_name or not class_name:
-        raise TunerError(f"custom tuner {spec!r} must be written as 'module:Class'")
-    module = _import(module_name, code_directory)
-    cls = getattr(module, class_name, None)
+    module_name, class_name, cls = custom_class(spec, code_directory, "tuner", TunerError)
     if cls is None:
         raise TunerError(f"custom tuner {spec!r}: module {module_name!r} has no {class_name!r}")
     if is_nni_tuner(cls):
@@ -132,50 +112,3 @@ def _load_custom(spec: str, code_directory: str | None) -> type[Tuner]:
         )
     return cls
 
-
-def _import(module_name: str, code_directory: str | None, what: str = "tuner") -> ModuleType:
-    """Import ``module_name`` (from ``code_directory`` first); errors name ``what`` it holds."""
-    file = None
-    if code_directory:
-        base = Path(code_directory, *module_name.split("."))
-        for candidate in (base.with_suffix(".py"), base / "__init__.py"):
-            if candidate.is_file():
-                file = candidate
-                break
-    where = f" under {code_directory}" if code_directory else ""
-    ensure_nni()  # code written for NNI imports nni.tuner / nni.assessor / nni.utils
-    try:
-        if file is None:
-            return importlib.import_module(module_name)
-        module_spec = importlib.util.spec_from_file_location(module_name, file)
-        if module_spec is None or module_spec.loader is None:
-            raise ImportError(f"cannot load {file}")
-        module = importlib.util.module_from_spec(module_spec)
-        sys.modules[module_name] = module
-        sys.path.insert(0, str(code_directory))  # so it can import its neighbours
-        try:
-            module_spec.loader.exec_module(module)
-        finally:
-            sys.path.remove(str(code_directory))
-        return module
-    except ModuleNotFoundError as exc:
-        missing = exc.name or ""
-        if missing and missing != module_name and not module_name.startswith(missing + "."):
-            sys.modules.pop(module_name, None) if file is not None else None
-            raise _error(what)(
-                f"custom {what} module {module_name!r} ({file or 'installed'}) imports "
-                f"{missing!r}, which is not installed where remotetune runs: {exc}"
-            ) from exc
-        raise _error(what)(
-            f"custom {what} module {module_name!r} not found{where}: {exc} (put {module_name}.py "
-            "in the code directory or install it)"
-        ) from exc
-    except Exception as exc:
-        sys.modules.pop(module_name, None) if file is not None else None
-        raise _error(what)(
-            f"custom {what} module {module_name!r} failed to import: {type(exc).__name__}: {exc}"
-        ) from exc
-
-
-def _error(what: str) -> type[RemotetuneError]:
-    return AssessorError if what == "assessor" else TunerError

@@ -1,9 +1,10 @@
 """The SSH/local host pool as a :class:`~remotetune.backends.Backend`.
 
 A trial is a process group on a host, started by the host's agent; its handle's ``ref``
-is the group id. Each host has one worker thread (:mod:`._workers`); connecting, GPU
-readings, reconnecting with backoff and cordoning a host that failed to launch a trial are
-this module's business. Whether a trial is lost with its host is the controller's.
+is the group id. Each host has one worker thread (:mod:`._workers`); connecting,
+reconnecting with backoff and cordoning a host that failed to launch a trial are shared
+with Slurm (:mod:`._worker_backend`); GPU readings, the slot table and long polls are this
+module's business. Whether a trial is lost with its host is the controller's.
 """
 
 from __future__ import annotations
@@ -13,47 +14,28 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from remotetune.backends._base import (
-    Backend,
-    Envelope,
     LaunchSpec,
     OpenSpec,
     PlaceResult,
     PollRequest,
     Report,
     ReportKind,
-    Sink,
     TrialHandle,
 )
 from remotetune.backends.hostpool._launch import trial_files
 from remotetune.backends.hostpool._session import GpuReport, HostSession, PollItem
 from remotetune.backends.hostpool._slots import SlotTable
 from remotetune.backends.hostpool._waiting import BusyNotice
+from remotetune.backends.hostpool._worker_backend import WorkerBackend
 from remotetune.backends.hostpool._workers import Completion, HostStatus, HostWorker, Op
-from remotetune.errors import (
-    AgentError,
-    AuthenticationFailed,
-    HostKeyError,
-    RemoteSetupError,
-    SyncError,
-    TransportError,
-)
+from remotetune.errors import AgentError
 from remotetune.model import EventLevel, HostSpec, HostState, Placement, TrialRecord
 
-BROKEN_RETRY = 60.0  # seconds between attempts on a host that needs the user
-CORDON_SECONDS = 30.0  # no new trials on a host after it failed to launch one
 LONG_POLL = 1.0  # seconds a host's agent may hold a poll that has no news (docs/protocol.md)
 IDLE_WAIT = 0.25  # the controller's longest sleep: budgets, host states, reconnects
 
-# Errors that need the user (wrong credentials, host key, no Python): retrying cannot help.
-_FATAL_ERRORS = (AuthenticationFailed, HostKeyError, RemoteSetupError, SyncError)
 
-
-def _is_connection_error(error: BaseException | None) -> bool:
-    return isinstance(error, TransportError) and not isinstance(
-        error, (AgentError, *_FATAL_ERRORS))
-
-
-class HostPoolBackend(Backend):
+class HostPoolBackend(WorkerBackend):
     name = "hostpool"
 
     def __init__(
@@ -70,8 +52,8 @@ class HostPoolBackend(Backend):
         session_factory: Callable[..., HostSession] = HostSession,
         long_poll: float = LONG_POLL,
     ) -> None:
-        self._specs = list(hosts)
-        self._session_factory = session_factory
+        super().__init__(hosts, host_state_interval=host_state_interval,
+                         session_factory=session_factory)
         self._local_workdir = local_workdir
         # Local trials run in the code directory itself (NNI's local mode); None: in the
         # snapshot, as on remote hosts (`localSnapshot: true`)
@@ -81,71 +63,33 @@ class HostPoolBackend(Backend):
         self._poll_interval = poll_interval  # unused by long polls; kept for the interface
         self._long_poll = long_poll
         self._gpu_refresh = gpu_refresh
-        self._state_interval = host_state_interval
-        self._state_at: dict[str, float] = {}
-        self.workers: dict[str, HostWorker] = {}
         self._refused: dict[str, str] = {}  # host -> the last launch refusal told
         self._misfit: dict[str, str] = {}  # host -> why its machines entry does not fit it
-        self._spec: OpenSpec | None = None
         self._busy = BusyNotice()  # which busy GPUs the user was told trials wait for
         self._refusal: tuple[int, PlaceResult] | None = None  # (slot table version, answer)
-        self._handlers: dict[Op, Callable[[HostWorker, Completion, float], list[Report]]] = {
-            Op.CONNECT: self._on_connect,
-            Op.LAUNCH: self._on_launch,
-            Op.POLL: self._on_poll,
-            Op.GPUS: self._on_gpus,
-            Op.KILL: self._on_kill,
-            Op.TAILS: self._on_tails,
-        }
+        self._handlers[Op.GPUS] = self._on_gpus
 
     # ------------------------------------------------------------------ lifecycle
 
-    def hosts(self) -> tuple[str, ...]:
-        return tuple(s.name for s in self._specs)
+    def _new_session(self, host: HostSpec) -> HostSession:
+        workdir = self._local_workdir if host.local and not host.workdir else None
+        return self._session_factory(host, workdir=workdir)
 
-    def open(self, spec: OpenSpec, sink: Sink) -> None:
-        self._spec = spec
-
-        def to_inbox(item: Completion) -> None:
-            sink(Envelope(self.name, item))
-
-        for host in self._specs:
-            workdir = self._local_workdir if host.local and not host.workdir else None
-            session = self._session_factory(host, workdir=workdir)
-            self.workers[host.name] = HostWorker(host, session, to_inbox)
-        for worker in self.workers.values():
-            self._submit_connect(worker)
-
-    def _submit_connect(self, worker: HostWorker) -> None:
-        assert self._spec is not None
-        worker.connect_in_flight = True
-        if worker.status is not HostStatus.UNREACHABLE:
-            worker.status = HostStatus.CONNECTING
-        manifest, objects, session = self._spec.manifest, self._spec.objects_dir, worker.session
+    def _connect_work(self, worker: HostWorker, spec: OpenSpec) -> Callable[[], Any]:
+        manifest, objects, session = spec.manifest, spec.objects_dir, worker.session
 
         def connect() -> tuple[Any, str, GpuReport]:
             info = session.open(gpus_early=True)  # nvidia-smi runs while the code syncs
             snapshot = session.sync(manifest, objects)
             return info, snapshot, session.gpus()
 
-        worker.submit(Op.CONNECT, connect)
+        return connect
 
-    def connecting(self) -> bool:
-        return any(w.connect_in_flight for w in self.workers.values())
-
-    def connect_timeout(self) -> float:
-        return max((s.connect_timeout for s in self._specs), default=0.0)
-
-    def unusable(self) -> tuple[tuple[str, str], ...]:
-        return tuple((w.name, w.message or "") for w in self.workers.values()
-                     if w.status is not HostStatus.READY)
+    def _set_reachable(self, worker: HostWorker, reachable: bool) -> None:
+        self.slots.set_reachable(worker.name, reachable)
 
     def misconfigured(self) -> tuple[tuple[str, str], ...]:
         return tuple(self._misfit.items())
-
-    def close(self) -> None:
-        for worker in self.workers.values():
-            worker.shutdown(wait=False)
 
     # ------------------------------------------------------------------ placement
 
@@ -181,13 +125,6 @@ class HostPoolBackend(Backend):
 
     # ------------------------------------------------------------------ trials
 
-    def _relative_dir(self, trial_id: str) -> str:
-        assert self._spec is not None
-        return f"experiments/{self._spec.experiment_id}/trials/{trial_id}"
-
-    def trial_dir(self, trial_id: str, host: str) -> str | None:
-        return self.workers[host].session.absolute(self._relative_dir(trial_id))
-
     def launch(self, spec: LaunchSpec) -> None:
         assert self._spec is not None
         worker = self.workers[spec.placement.host]
@@ -201,28 +138,17 @@ class HostPoolBackend(Backend):
                       token=spec.trial.id)
 
     def kill(self, handle: TrialHandle, grace: float) -> bool:
-        worker = self.workers.get(handle.host)
-        if handle.ref is None or worker is None or worker.status is not HostStatus.READY:
+        worker = self._ready_worker(handle.host)
+        if handle.ref is None or worker is None:
             return False
         kill = functools.partial(  # the trial dir lets the agent check it is our process
             worker.session.kill, trial_dir=self._relative_dir(handle.trial_id))
         worker.submit(Op.KILL, kill, handle.ref, grace, token=handle.trial_id)
         return True
 
-    def kill_all(self, handles: Sequence[TrialHandle], grace: float) -> int:
-        by_host: dict[str, list[tuple[int, str]]] = {}
-        for h in handles:
-            if h.ref is not None:
-                by_host.setdefault(h.host, []).append((h.ref, self._relative_dir(h.trial_id)))
-        sent = 0  # a host that is down gets nothing and is not waited for
-        for host, groups in by_host.items():
-            worker = self.workers.get(host)
-            if worker is None or worker.status is not HostStatus.READY:
-                continue
-            worker.submit(Op.KILL, functools.partial(_kill_and_wait, worker.session, groups,
-                                                     grace))
-            sent += 1
-        return sent
+    def _kill_group(self, worker: HostWorker, handles: list[TrialHandle], grace: float) -> None:
+        groups = [(h.ref, self._relative_dir(h.trial_id)) for h in handles if h.ref is not None]
+        worker.submit(Op.KILL, functools.partial(_kill_and_wait, worker.session, groups, grace))
 
     def fetch_tails(self, trial_id: str, host: str) -> None:
         """Sent at the next tick, after the launches of this turn: a refill goes first."""
@@ -231,9 +157,7 @@ class HostPoolBackend(Backend):
     # ------------------------------------------------------------------ periodic work
 
     def tick(self, now: float, running: Sequence[PollRequest]) -> None:
-        by_host: dict[str, list[PollRequest]] = {}
-        for request in running:
-            by_host.setdefault(request.handle.host, []).append(request)
+        by_host = self._by_host(running)
         for name, worker in self.workers.items():
             self._reconnect(worker, now)
             while worker.tails_due:  # a host that is down answers them with errors
@@ -268,84 +192,28 @@ class HostPoolBackend(Backend):
         """How long the controller may block on its inbox: news comes in on its own."""
         return IDLE_WAIT
 
-    def _reconnect(self, worker: HostWorker, now: float) -> None:
-        if worker.cordoned_until and now >= worker.cordoned_until:
-            worker.cordoned_until = 0.0
-            if worker.status is HostStatus.READY:
-                self.slots.set_reachable(worker.name, True)
-        if worker.status in (HostStatus.BROKEN, HostStatus.UNREACHABLE):
-            if not worker.connect_in_flight and now >= worker.next_connect_at:
-                self._submit_connect(worker)  # the user may have fixed it meanwhile
-
-    def down_since(self, host: str) -> float | None:
-        worker = self.workers[host]
-        if worker.status is not HostStatus.UNREACHABLE:
-            return None
-        return worker.unreachable_since
-
     # ------------------------------------------------------------------ outcomes
 
-    def handle(self, payload: Any, now: float) -> list[Report]:
-        item: Completion = payload
-        worker = self.workers[item.host]
-        if _is_connection_error(item.error):
-            return self._connection_lost(worker, item, now)
-        return self._handlers[item.op](worker, item, now)
-
-    def _connection_lost(self, worker: HostWorker, item: Completion, now: float) -> list[Report]:
-        reports = []
-        if item.op is Op.CONNECT:
-            worker.connect_in_flight = False
-        elif item.op is Op.GPUS:
+    def _lost_reports(self, worker: HostWorker, item: Completion) -> list[Report]:
+        if item.op is Op.GPUS:
             worker.gpu_in_flight = False
-        elif item.op is Op.LAUNCH:
-            reports.append(Report(ReportKind.LAUNCH_LOST, worker.name, item.token))
-        elif item.op is Op.TAILS:
-            reports.append(Report(ReportKind.TAILS, worker.name, item.token,
-                                  message=str(item.error)))
-        first = worker.status is not HostStatus.UNREACHABLE
-        worker.mark_unreachable(now, str(item.error))
-        self.slots.set_reachable(worker.name, False)
-        worker.session.close()
-        if first:
-            reports.append(Report(ReportKind.HOST_DOWN, worker.name,
-                                  message=f"{worker.name} unreachable: {item.error}",
-                                  level=EventLevel.WARNING))
-        return reports
+            return []
+        return super()._lost_reports(worker, item)
 
-    def _on_connect(self, worker: HostWorker, item: Completion, now: float) -> list[Report]:
-        worker.connect_in_flight = False
-        if item.error is not None:
-            return self._broken(worker, str(item.error), now)
-        info, snapshot, gpus = item.result
+    def _connected(self, worker: HostWorker, result: Any, now: float) -> list[Report]:
+        info, snapshot, gpus = result
         lacking = missing_gpus(worker.spec, gpus)
         if lacking is not None:
             self._misfit[worker.name] = lacking
             return self._broken(worker, lacking, now)
         self._misfit.pop(worker.name, None)
-        was_down = worker.status is HostStatus.UNREACHABLE
-        worker.status = HostStatus.READY
-        worker.message = None
-        worker.unreachable_since = None
-        worker.snapshot_dir = snapshot
+        was_down = self._mark_ready(worker, snapshot)
         self._apply_gpus(worker, gpus)
         worker.next_gpu_at = now + self._gpu_refresh
         self.slots.set_reachable(worker.name, True)
         verb = "back" if was_down else "ready"
         return [Report(ReportKind.HOST_READY, worker.name,
                        message=f"{worker.name} {verb}: {info.hostname}, Python {info.python}")]
-
-    def _broken(self, worker: HostWorker, why: str, now: float) -> list[Report]:
-        """The host cannot be used (tried again every BROKEN_RETRY seconds)."""
-        repeated = worker.status is HostStatus.BROKEN and worker.message == why
-        worker.status = HostStatus.BROKEN
-        worker.message = why
-        worker.next_connect_at = now + BROKEN_RETRY
-        worker.session.close()
-        self.slots.set_reachable(worker.name, False)
-        message = None if repeated else f"{worker.name} cannot be used: {why}"
-        return [Report(ReportKind.HOST_EVENT, worker.name, message=message,
-                       level=EventLevel.ERROR)]
 
     def _apply_gpus(self, worker: HostWorker, report: GpuReport | None) -> None:
         if report is None:
@@ -375,34 +243,10 @@ class HostPoolBackend(Backend):
             self._refused[worker.name] = message
             return [Report(ReportKind.LAUNCH_REFUSED, worker.name, item.token,
                            message=None if repeated else message, level=EventLevel.INFO)]
-        if error is not None:
-            # A host that cannot start trials (disk full, workdir gone) takes no new ones
-            # for a while, so it does not eat the trial budget; its running trials go on.
-            worker.cordoned_until = now + CORDON_SECONDS
-            self.slots.set_reachable(worker.name, False)
-            return [Report(ReportKind.LAUNCH_FAILED, worker.name, item.token,
-                           message=str(item.error), level=EventLevel.ERROR)]
-        self._refused.pop(worker.name, None)
-        return [Report(ReportKind.LAUNCHED, worker.name, item.token, launch=item.result)]
-
-    def _on_poll(self, worker: HostWorker, item: Completion, now: float) -> list[Report]:
-        worker.poll_in_flight = False
-        if item.error is not None:
-            return [Report(ReportKind.HOST_EVENT, worker.name,
-                           message=f"{worker.name}: polling failed: {item.error}",
-                           level=EventLevel.WARNING)]
-        return [Report(ReportKind.POLLED, worker.name, polls=tuple(item.result))]
-
-    def _on_kill(self, worker: HostWorker, item: Completion, now: float) -> list[Report]:
-        message = None if item.error is None else str(item.error)
-        return [Report(ReportKind.KILLED, worker.name, item.token, message=message,
-                       level=EventLevel.WARNING)]
-
-    def _on_tails(self, worker: HostWorker, item: Completion, now: float) -> list[Report]:
-        if item.error is not None:
-            return [Report(ReportKind.TAILS, worker.name, item.token, message=str(item.error))]
-        stdout, stderr = item.result
-        return [Report(ReportKind.TAILS, worker.name, item.token, stdout=stdout, stderr=stderr)]
+        reports = super()._on_launch(worker, item, now)
+        if error is None:
+            self._refused.pop(worker.name, None)
+        return reports
 
     # ------------------------------------------------------------------ host states
 
@@ -424,12 +268,6 @@ class HostPoolBackend(Backend):
             message=worker.message or worker.gpu_error,
             updated_at=now,
         )
-
-    def host_states(self, experiment_id: str, now: float, *, due_only: bool) -> list[HostState]:
-        return [self.host_state(experiment_id, name, now) for name, w in self.workers.items()
-                if not due_only or (w.status is HostStatus.READY
-                                    and now - self._state_at.get(name, 0.0)
-                                    >= self._state_interval)]
 
 
 def _kill_and_wait(session: HostSession, groups: list[tuple[int, str]], grace: float) -> None:
