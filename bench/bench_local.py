@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import importlib.util
 import os
 import random
 import statistics
@@ -20,7 +21,8 @@ import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
+# REMOTETUNE_BENCH_TREE: measure another checkout with this script (issue14/compare.sh).
+ROOT = Path(os.environ.get("REMOTETUNE_BENCH_TREE") or Path(__file__).resolve().parent.parent)
 sys.path.insert(0, str(ROOT))
 
 from remotetune.config import local_machine, parse_experiment  # noqa: E402
@@ -36,7 +38,8 @@ from remotetune.tuners import create_tuner  # noqa: E402
 # (bench_ssh.py's workload runs the CLI and counts every import).
 for _module in ("remotetune.backends.hostpool", "remotetune.symlinks", "remotetune.sync",
                 "remotetune.transport.local"):
-    importlib.import_module(_module)
+    if importlib.util.find_spec(_module) is not None:  # an older tree lacks some
+        importlib.import_module(_module)
 
 
 def run_workload(n: int, concurrency: int, sleep: float) -> dict[str, float]:

@@ -29,11 +29,13 @@ run() {  # run TREE-NAME PART ROUND
     case $part in
         poll) args="bench/bench_ssh.py --part poll --cycles 20" ;;
         workload) args="bench/bench_ssh.py --part workload --no-nni" ;;
-        local) args="bench/bench_local.py" ;;
+        # this tree's bench_local.py for both trees (REMOTETUNE_BENCH_TREE): it imports the
+        # modules the controller loads lazily before its clock starts, in either tree
+        local) args="$AFTER/bench/bench_local.py" ;;
         agents) args="$HERE/pollprof.py --cycles 40" ;;  # agent CPU from /proc
     esac
     echo "load $(cut -d' ' -f1-3 /proc/loadavg)" > "$out"
-    (cd "$tree" && PYTHONPATH=$tree /usr/bin/time -f "TIME %e %U %S" -a -o "$out" \
+    (cd "$tree" && PYTHONPATH=$tree REMOTETUNE_BENCH_TREE=$tree /usr/bin/time -f "TIME %e %U %S" -a -o "$out" \
         timeout 600 "$PY" $args >> "$out" 2>&1)
     echo "  $part $name: $(grep -E 'wall|TIME' "$out" | tr '\n' ' ' | cut -c1-200)"
 }
