@@ -321,13 +321,15 @@ def _trial_alive(pid_info: dict) -> bool:
         _pid_alive(launcher) and _same_process(launcher, pid_info.get("launcher_ticks")))
 
 
-# Whether a request waits on the agent's input (set by serve); a long poll ends early then.
+# Whether a request waits on the agent's input, and its descriptor (set by serve): a long
+# poll ends early then, and sleeps in select on that descriptor and its inotify one.
 _PENDING = [lambda: False]
+_INPUT_FD = [None]
 
 
 def op_poll(workdir: str, req: dict, payload):
     """Every trial's news; with ``wait``, a long poll (``pollops``, ``watch``)."""
-    return pollops.poll(workdir, req, _trial_alive, _PENDING[0])
+    return pollops.poll(workdir, req, _trial_alive, _PENDING[0], _INPUT_FD[0])
 
 
 def _pid_alive(pid) -> bool:
@@ -411,6 +413,7 @@ def serve(workdir: str, stdin=None, stdout=None, hello=None) -> None:
     ``hello``'s facts when given (the connect bootstrap's: no ``hello`` request needed)."""
     stdin = watch.Input(stdin or sys.stdin.buffer)
     _PENDING[0] = stdin.pending
+    _INPUT_FD[0] = stdin.fd
     stdout = stdout or sys.stdout.buffer
     signal.signal(signal.SIGHUP, signal.SIG_IGN)
     ready = {"id": 0, "ok": True, "ready": True}

@@ -1,0 +1,174 @@
+"""The long poll sleeps on inotify (watch.py, inotify.py): files wake it, not a timer.
+
+Real agent processes on pipes, real trial directories, a real writer process. Each request
+here sets ``every`` to 2 s: the stat-polling fallback would then answer a line up to 2 s
+late, so an answer within a fraction of that is the inotify watch's doing.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from remotetune.backends.hostpool._host import inotify, pollops, watch
+from tests.test_long_poll import Agent
+
+
+def _available() -> bool:
+    probe = inotify.Inotify()
+    probe.close()
+    return probe.wds == {} and inotify._libc() is not None
+
+
+pytestmark = pytest.mark.skipif(not _available(), reason="no inotify here")
+
+LINE = '{"default": 1}\n'
+
+
+def _trial(root: Path, name: str) -> Path:
+    trial = root / name
+    trial.mkdir()
+    (trial / "metrics.jsonl").write_text(LINE)
+    (trial / "pid.json").write_text(json.dumps({
+        "pid": os.getpid(), "pgid": os.getpgid(0), "launcher_pid": None,
+        "started": time.time(), "hostname": "h"}))
+    return trial
+
+
+def _writer(path: Path) -> subprocess.Popen:
+    """A process that appends one metric line to ``path`` when told (a byte on stdin)."""
+    code = ("import sys; sys.stdin.buffer.read(1); "
+            "f = open(sys.argv[1], 'a'); f.write('{\"default\": 2}\\n'); f.close()")
+    return subprocess.Popen([sys.executable, "-c", code, str(path)], stdin=subprocess.PIPE)
+
+
+def _long_poll(agent: Agent, wait: float = 10.0, offset: int = len(LINE)) -> int:
+    return agent.request("poll", trials=[{"dir": "t1", "offset": offset}], wait=wait,
+                         every=2.0)
+
+
+def _idle(agent: Agent) -> None:
+    """Let the agent reach its wait (select), with nothing to answer yet."""
+    time.sleep(0.3)
+    assert agent.proc.poll() is None
+
+
+def test_a_line_from_another_process_wakes_the_poll_at_once(tmp_path: Path) -> None:
+    trial = _trial(tmp_path, "t1")
+    writer = _writer(trial / "metrics.jsonl")
+    agent = Agent(tmp_path)
+    try:
+        _long_poll(agent)
+        _idle(agent)
+        started = time.monotonic()
+        writer.communicate(b"x", timeout=10)  # returns once the writer wrote and exited
+        answer = agent.answer()["trials"][0]
+        latency = time.monotonic() - started
+    finally:
+        agent.close()
+    assert answer["lines"] == ['{"default": 2}']
+    assert latency < 0.5  # a few ms on a quiet machine; polling every 2 s would miss this
+
+
+def test_a_request_interrupts_the_watch(tmp_path: Path) -> None:
+    _trial(tmp_path, "t1")
+    agent = Agent(tmp_path)
+    try:
+        poll_id = _long_poll(agent)
+        _idle(agent)
+        started = time.monotonic()
+        tail_id = agent.request("tail", dir="t1")
+        first, second = agent.answer(), agent.answer()
+        latency = time.monotonic() - started
+    finally:
+        agent.close()
+    assert (first["id"], second["id"]) == (poll_id, tail_id)
+    assert first["trials"][0]["lines"] == [] and latency < 0.5
+
+
+def test_forced_fallback_polls_with_stat(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.setenv("REMOTETUNE_NO_INOTIFY", "1")
+    assert inotify.Inotify().fd is None and not inotify.Inotify().track([str(tmp_path)])
+    trial = _trial(tmp_path, "t1")
+    agent = Agent(tmp_path)  # inherits the variable: no inotify in that agent
+    try:
+        agent.request("poll", trials=[{"dir": "t1", "offset": len(LINE)}], wait=10.0,
+                      every=0.005)
+        _idle(agent)
+        with open(trial / "metrics.jsonl", "a") as f:
+            f.write('{"default": 2}\n')
+        assert agent.answer()["trials"][0]["lines"] == ['{"default": 2}']
+        started = time.monotonic()
+        _long_poll(agent, wait=0.6, offset=2 * len(LINE))  # every 2 s, but no longer than the wait
+        assert agent.answer()["trials"][0]["lines"] == []
+        assert time.monotonic() - started < 2.0
+    finally:
+        agent.close()
+
+
+def test_a_directory_that_cannot_be_watched_falls_back(tmp_path: Path) -> None:
+    read, write = os.pipe()
+    try:
+        missing = str(tmp_path / "never-made")
+        waiter = watch.Waiter([missing], read, 0.005)
+        assert waiter.watch is None and waiter.liveness == watch.LIVENESS_EVERY
+        watcher = inotify.Inotify()
+        watcher._add = lambda *args: -1  # as when the watch limit is reached (ENOSPC)
+        assert not watcher.track([str(tmp_path)])
+        watcher.close()
+    finally:
+        os.close(read)
+        os.close(write)
+
+
+def _kernel_watches(fd: int) -> int:
+    with open(f"/proc/self/fdinfo/{fd}") as f:
+        return sum(1 for line in f if line.startswith("inotify wd:"))
+
+
+def test_no_descriptor_or_watch_leak_over_1000_polls(tmp_path: Path) -> None:
+    trials = [_trial(tmp_path, f"t{i}") for i in range(4)]
+    read, write = os.pipe()
+    watch.events()  # the agent's one inotify descriptor, made before counting
+    fds_before = len(os.listdir("/proc/self/fd"))
+    try:
+        for i in range(1000):
+            chosen = trials[i % 3:i % 3 + 2]  # the set of trials changes from poll to poll
+            req = {"trials": [{"dir": t.name, "offset": len(LINE), "started": True}
+                              for t in chosen], "wait": 0.0005, "every": 2.0}
+            answer = pollops.poll(str(tmp_path), req, lambda pid: True, lambda: False, read)
+            assert [r["lines"] for r in answer["trials"]] == [[], []]
+        watcher = watch.events()
+        assert len(os.listdir("/proc/self/fd")) == fds_before
+        assert sorted(watcher.wds) == sorted(str(t) for t in chosen)
+        assert _kernel_watches(watcher.fd) == 2
+    finally:
+        os.close(read)
+        os.close(write)
+
+
+def test_a_deleted_and_remade_directory_is_watched_again(tmp_path: Path) -> None:
+    trial = _trial(tmp_path, "t1")
+    agent = Agent(tmp_path)
+    try:
+        _long_poll(agent, wait=0.2)
+        assert agent.answer()["trials"][0]["lines"] == []
+        for name in os.listdir(trial):
+            os.unlink(trial / name)
+        trial.rmdir()
+        _trial(tmp_path, "t1")  # the kernel dropped the old watch (IN_IGNORED)
+        _long_poll(agent)
+        _idle(agent)
+        started = time.monotonic()
+        with open(trial / "metrics.jsonl", "a") as f:
+            f.write('{"default": 2}\n')
+        answer = agent.answer()["trials"][0]
+        assert answer["lines"] == ['{"default": 2}'] and time.monotonic() - started < 0.5
+    finally:
+        agent.close()
