@@ -172,3 +172,35 @@ def test_a_deleted_and_remade_directory_is_watched_again(tmp_path: Path) -> None
         assert answer["lines"] == ['{"default": 2}'] and time.monotonic() - started < 0.5
     finally:
         agent.close()
+
+
+def _run_until_exit(tmp_path: Path, name: str, script: str, max_duration: float) -> dict:
+    from remotetune.backends.hostpool._session import HostSession, PollItem, launch_files
+    from remotetune.model import HostSpec
+
+    session = HostSession(HostSpec(name="local", local=True, workdir=str(tmp_path / "host")))
+    session.open()
+    try:
+        trial_dir = session.trial_dir("e", name)
+        files = launch_files(parameters={}, parameter_id=0, script=script,
+                             cwd=session.absolute(trial_dir), env={},
+                             max_duration=max_duration, kill_grace=1.0)
+        session.launch(name, trial_dir, files)
+        for _ in range(40):
+            if session.poll([PollItem(name, trial_dir, 0)], wait=1.0)[0].exit is not None:
+                break
+        path = Path(session.absolute(trial_dir))
+        started = json.loads((path / "pid.json").read_text())["started"]
+        ended = json.loads((path / "exit.json").read_text())
+        return dict(ended, took=ended["ended"] - started)
+    finally:
+        session.close()
+
+
+def test_a_trial_under_max_duration_is_seen_ending_at_once(tmp_path: Path) -> None:
+    # The launcher waits with an alarm at the deadline, not a 0.5 s sleep loop.
+    ended = _run_until_exit(tmp_path, "t1", "sleep 0.1\n", max_duration=30.0)
+    assert ended["code"] == 0 and ended["reason"] is None
+    assert ended["took"] < 0.4
+    over = _run_until_exit(tmp_path, "t2", "sleep 30\n", max_duration=0.5)
+    assert over["reason"] == "timeout" and 0.5 <= over["took"] < 5.0

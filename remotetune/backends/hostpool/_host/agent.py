@@ -117,20 +117,39 @@ def _trial_env(spec: dict) -> dict:
     return env
 
 
+class _Overtime(Exception):
+    """Raised by SIGALRM in the launcher when the trial ran past max_duration."""
+
+
+def _overtime(signum, frame):
+    raise _Overtime()
+
+
 def _enforce_max_duration(proc, started: float, spec: dict):
-    """Wait while the trial may run; past max_duration TERM (then KILL) it: "timeout"."""
+    """Wait while the trial may run; past max_duration TERM (then KILL) it: "timeout".
+
+    A blocking wait with an alarm at the deadline, not a sleep loop: the trial's end is
+    seen at once (its exit.json written), not up to a polling interval later.
+    """
     max_duration = spec.get("max_duration")
     grace = float(spec.get("kill_grace", 10.0))
     if not max_duration:
         return None
-    deadline = started + float(max_duration)
-    while proc.poll() is None:
-        left = deadline - time.time()
-        if left <= 0:
-            _terminate_group(proc.pid, grace, lambda: proc.poll() is not None)
-            return "timeout"
-        time.sleep(min(left, 0.5))
-    return None
+    left = started + float(max_duration) - time.time()
+    if left > 0:
+        signal.signal(signal.SIGALRM, _overtime)
+        signal.setitimer(signal.ITIMER_REAL, left)
+        try:
+            try:
+                proc.wait()
+            finally:
+                signal.setitimer(signal.ITIMER_REAL, 0)
+        except _Overtime:
+            pass
+        if proc.returncode is not None:  # it ended (maybe just as the alarm rang)
+            return None
+    _terminate_group(proc.pid, grace, lambda: proc.poll() is not None)
+    return "timeout"
 
 
 def _run_launcher(trial_dir: str, spec: dict, report_fd: int) -> None:

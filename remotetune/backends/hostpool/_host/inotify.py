@@ -20,6 +20,7 @@ from __future__ import annotations
 import errno
 import os
 import struct
+import sys
 
 IN_MODIFY = 0x002
 IN_CLOSE_WRITE = 0x008
@@ -40,7 +41,7 @@ _EVENT = struct.Struct("iIII")  # struct inotify_event: wd, mask, cookie, len; t
 
 def _libc():
     """libc's three inotify calls, or None where there is no inotify."""
-    if os.environ.get("REMOTETUNE_NO_INOTIFY") or not os.uname().sysname == "Linux":
+    if os.environ.get("REMOTETUNE_NO_INOTIFY") or not sys.platform.startswith("linux"):
         return None
     try:
         import ctypes
