@@ -204,3 +204,29 @@ def test_a_trial_under_max_duration_is_seen_ending_at_once(tmp_path: Path) -> No
     assert ended["took"] < 0.4
     over = _run_until_exit(tmp_path, "t2", "sleep 30\n", max_duration=0.5)
     assert over["reason"] == "timeout" and 0.5 <= over["took"] < 5.0
+
+
+def test_a_wake_reads_again_only_the_trial_that_changed(tmp_path: Path, monkeypatch) -> None:
+    trials = [_trial(tmp_path, f"t{i}") for i in range(3)]
+    reads: list[str] = []
+    real = pollops._read_trial
+
+    def counting(trial_dir, *args):
+        reads.append(os.path.basename(trial_dir))
+        return real(trial_dir, *args)
+
+    monkeypatch.setattr(pollops, "_read_trial", counting)
+    writer = _writer(trials[1] / "metrics.jsonl")
+    read, write = os.pipe()
+    try:
+        req = {"trials": [{"dir": t.name, "offset": len(LINE), "started": True}
+                          for t in trials], "wait": 10.0, "every": 2.0}
+        subprocess.Popen(["sh", "-c", "sleep 0.2; printf x"], stdout=writer.stdin)
+        answer = pollops.poll(str(tmp_path), req, lambda pid: True, lambda: False, read)
+        writer.wait(10)
+    finally:
+        writer.stdin.close()  # type: ignore[union-attr]
+        os.close(read)
+        os.close(write)
+    assert [r["lines"] for r in answer["trials"]] == [[], ['{"default": 2}'], []]
+    assert reads == ["t0", "t1", "t2", "t1"]

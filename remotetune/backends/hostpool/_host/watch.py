@@ -64,10 +64,11 @@ def _exists(path: str) -> bool:
     return True
 
 
-def signature(trial_dir: str) -> tuple:
-    """What changes when a trial writes a metric line, starts or ends."""
+def signature(trial_dir: str, started: bool = False) -> tuple:
+    """What changes when a trial writes a metric line, starts or ends. ``started``: its
+    pid record is held (pid.json is written once and stays: no need to look)."""
     return (_stat(trial_dir + "/metrics.jsonl"), _exists(trial_dir + "/exit.json"),
-            _exists(trial_dir + "/pid.json"))
+            started or _exists(trial_dir + "/pid.json"))
 
 
 class Waiter:
@@ -98,30 +99,31 @@ class Waiter:
         return self.watch.fd in ready and self.watch.drain()
 
 
-def wait_change(trials, before, wait: float, waiter: Waiter, pending, alive) -> str:
-    """Block up to ``wait`` seconds; return why it stopped: changed, request or timeout.
+def wait_change(pids, before, wait: float, waiter: Waiter, pending, alive, sign):
+    """Block up to ``wait`` seconds; return (why it stopped, the signatures then): changed
+    (a file), vanished (a trial's processes), request or timeout.
 
-    ``trials``: (trial dir, its pid record or None) pairs; ``before``: their signatures
+    ``pids``: the waited trials' pid records; ``before``: their signatures (``sign()``)
     from before the poll read them. ``pending()`` says whether a request waits on the
     agent's input; ``alive(pid record)`` whether a trial's processes still live.
     """
-    dirs = [d for d, _ in trials]
-    pids = [pid for _, pid in trials if pid is not None]
     deadline = time.monotonic() + wait
     next_liveness = time.monotonic() + waiter.liveness
     look = True  # at once: what changed since the read (and before the watch)
     while True:
         if pending():
-            return "request"
-        if look and any(signature(d) != before[i] for i, d in enumerate(dirs)):
-            return "changed"
+            return "request", None
+        if look:
+            now_signs = sign()
+            if now_signs != before:
+                return "changed", now_signs
         now = time.monotonic()
         if now >= next_liveness:
             next_liveness = now + waiter.liveness
             if not all(alive(pid) for pid in pids):
-                return "changed"
+                return "vanished", None
         if now >= deadline:
-            return "timeout"
+            return "timeout", None
         look = waiter.sleep(min(deadline, next_liveness) - now)
 
 
