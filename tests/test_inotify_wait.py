@@ -1,8 +1,7 @@
 """The long poll sleeps on inotify (watch.py, inotify.py): files wake it, not a timer.
 
-Real agent processes on pipes, real trial directories, a real writer process. Each request
-here sets ``every`` to 2 s: the stat-polling fallback would then answer a line up to 2 s
-late, so an answer within a fraction of that is the inotify watch's doing.
+Real agent processes on pipes, real trial directories, a real writer process. Whether an
+agent sleeps on inotify is read from /proc (its inotify descriptor and the watches in it).
 """
 
 from __future__ import annotations
@@ -12,6 +11,7 @@ import os
 import subprocess
 import sys
 import time
+from contextlib import suppress
 from pathlib import Path
 
 import pytest
@@ -59,6 +59,17 @@ def _idle(agent: Agent) -> None:
     assert agent.proc.poll() is None
 
 
+def _agent_watches(agent: Agent) -> int | None:
+    """How many inotify watches the agent holds; None: it has no inotify descriptor."""
+    fds = f"/proc/{agent.proc.pid}/fd"
+    for fd in os.listdir(fds):
+        with suppress(OSError):
+            if os.readlink(f"{fds}/{fd}") == "anon_inode:inotify":
+                with open(f"/proc/{agent.proc.pid}/fdinfo/{fd}") as f:
+                    return sum(1 for line in f if line.startswith("inotify wd:"))
+    return None
+
+
 def test_a_line_from_another_process_wakes_the_poll_at_once(tmp_path: Path) -> None:
     trial = _trial(tmp_path, "t1")
     writer = _writer(trial / "metrics.jsonl")
@@ -66,6 +77,7 @@ def test_a_line_from_another_process_wakes_the_poll_at_once(tmp_path: Path) -> N
     try:
         _long_poll(agent)
         _idle(agent)
+        assert _agent_watches(agent) == 1  # it sleeps on the watch, not on a timer
         started = time.monotonic()
         writer.communicate(b"x", timeout=10)  # returns once the writer wrote and exited
         answer = agent.answer()["trials"][0]
@@ -101,6 +113,7 @@ def test_forced_fallback_polls_with_stat(tmp_path: Path, monkeypatch) -> None:
         agent.request("poll", trials=[{"dir": "t1", "offset": len(LINE)}], wait=10.0,
                       every=0.005)
         _idle(agent)
+        assert _agent_watches(agent) is None
         with open(trial / "metrics.jsonl", "a") as f:
             f.write('{"default": 2}\n')
         assert agent.answer()["trials"][0]["lines"] == ['{"default": 2}']
