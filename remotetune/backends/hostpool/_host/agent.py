@@ -117,20 +117,39 @@ def _trial_env(spec: dict) -> dict:
     return env
 
 
+class _Overtime(Exception):
+    """Raised by SIGALRM in the launcher when the trial ran past max_duration."""
+
+
+def _overtime(signum, frame):
+    raise _Overtime()
+
+
 def _enforce_max_duration(proc, started: float, spec: dict):
-    """Wait while the trial may run; past max_duration TERM (then KILL) it: "timeout"."""
+    """Wait while the trial may run; past max_duration TERM (then KILL) it: "timeout".
+
+    A blocking wait with an alarm at the deadline, not a sleep loop: the trial's end is
+    seen at once (its exit.json written), not up to a polling interval later.
+    """
     max_duration = spec.get("max_duration")
     grace = float(spec.get("kill_grace", 10.0))
     if not max_duration:
         return None
-    deadline = started + float(max_duration)
-    while proc.poll() is None:
-        left = deadline - time.time()
-        if left <= 0:
-            _terminate_group(proc.pid, grace, lambda: proc.poll() is not None)
-            return "timeout"
-        time.sleep(min(left, 0.5))
-    return None
+    left = started + float(max_duration) - time.time()
+    if left > 0:
+        signal.signal(signal.SIGALRM, _overtime)
+        signal.setitimer(signal.ITIMER_REAL, left)
+        try:
+            try:
+                proc.wait()
+            finally:
+                signal.setitimer(signal.ITIMER_REAL, 0)
+        except _Overtime:
+            pass
+        if proc.returncode is not None:  # it ended (maybe just as the alarm rang)
+            return None
+    _terminate_group(proc.pid, grace, lambda: proc.poll() is not None)
+    return "timeout"
 
 
 def _run_launcher(trial_dir: str, spec: dict, report_fd: int) -> None:
@@ -321,13 +340,15 @@ def _trial_alive(pid_info: dict) -> bool:
         _pid_alive(launcher) and _same_process(launcher, pid_info.get("launcher_ticks")))
 
 
-# Whether a request waits on the agent's input (set by serve); a long poll ends early then.
+# Whether a request waits on the agent's input, and its descriptor (set by serve): a long
+# poll ends early then, and sleeps in select on that descriptor and its inotify one.
 _PENDING = [lambda: False]
+_INPUT_FD = [None]
 
 
 def op_poll(workdir: str, req: dict, payload):
     """Every trial's news; with ``wait``, a long poll (``pollops``, ``watch``)."""
-    return pollops.poll(workdir, req, _trial_alive, _PENDING[0])
+    return pollops.poll(workdir, req, _trial_alive, _PENDING[0], _INPUT_FD[0])
 
 
 def _pid_alive(pid) -> bool:
@@ -411,6 +432,7 @@ def serve(workdir: str, stdin=None, stdout=None, hello=None) -> None:
     ``hello``'s facts when given (the connect bootstrap's: no ``hello`` request needed)."""
     stdin = watch.Input(stdin or sys.stdin.buffer)
     _PENDING[0] = stdin.pending
+    _INPUT_FD[0] = stdin.fd
     stdout = stdout or sys.stdout.buffer
     signal.signal(signal.SIGHUP, signal.SIG_IGN)
     ready = {"id": 0, "ok": True, "ready": True}

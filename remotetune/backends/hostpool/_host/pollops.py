@@ -73,34 +73,64 @@ def _read_trial(trial_dir: str, item: dict, max_bytes: int, line_limit: int, ali
     return answer, pid_info
 
 
-def _poll_once(workdir: str, req: dict, alive):
+def _dirs(workdir: str, req: dict) -> list:
+    join, isabs = os.path.join, os.path.isabs
+    return [item["dir"] if isabs(item["dir"]) else join(workdir, item["dir"])
+            for item in req["trials"]]
+
+
+def _poll_once(workdir: str, req: dict, alive, dirs=None, last=None, changed=None):
+    """Every trial's answer; with ``last`` (an earlier call's) and ``changed`` (indexes),
+    only those trials are read again: the others' files did not change since."""
     max_bytes = int(req.get("max_bytes", 1 << 20))
     line_limit = int(req.get("line_limit", reads.LINE_LIMIT))
     results, watched = [], []
-    for item in req["trials"]:
-        trial_dir = item["dir"]
-        if not os.path.isabs(trial_dir):
-            trial_dir = os.path.join(workdir, trial_dir)
+    dirs = dirs or _dirs(workdir, req)
+    for i, item in enumerate(req["trials"]):  # zip(strict=) is not in Python 3.8
+        if changed is not None and i not in changed:
+            results.append(last[0][i])
+            watched.append(last[1][i])
+            continue
+        trial_dir = dirs[i]
         answer, pid_info = _read_trial(trial_dir, item, max_bytes, line_limit, alive)
         results.append(answer)
         watched.append((trial_dir, pid_info))
     return results, watched
 
 
-def poll(workdir: str, req: dict, alive, pending) -> dict:
+def poll(workdir: str, req: dict, alive, pending, input_fd=None) -> dict:
     """Read every trial's news; with ``wait``, wait up to that long for some (see watch).
 
     ``alive(pid record)``: whether a trial's processes live; ``pending()``: whether a
-    request waits on the agent's input.
+    request waits on the agent's input, ``input_fd`` its descriptor (None: no inotify).
+    The watches are set and the signatures taken before each read, so that nothing written
+    after a read goes unseen. When files changed, only the trials they belong to are read
+    again; a request or a vanished process reads all.
     """
-    results, watched = _poll_once(workdir, req, alive)
-    deadline = time.monotonic() + min(float(req.get("wait") or 0), 30.0)
-    while results and not any(watch.news(r) for r in results) and time.monotonic() < deadline:
-        why = watch.wait_change(watched, deadline - time.monotonic(),
-                                float(req.get("every", 0.005)), pending, alive)
+    dirs = _dirs(workdir, req)
+    wait = min(float(req.get("wait") or 0), 30.0)
+    if not wait:
+        return {"trials": _poll_once(workdir, req, alive, dirs)[0], "time": time.time()}
+    waiter = watch.Waiter(dirs, input_fd, float(req.get("every", 0.005)))
+
+    def sign():
+        return [watch.signature(d, d in _PIDS) for d in dirs]
+
+    before = sign()
+    last = _poll_once(workdir, req, alive, dirs)
+    deadline = time.monotonic() + wait
+    while (last[0] and not any(watch.news(r) for r in last[0])
+           and time.monotonic() < deadline):
+        pids = [pid for _, pid in last[1] if pid is not None]
+        why, now = watch.wait_change(pids, before, deadline - time.monotonic(), waiter,
+                                     pending, alive, sign)
         if why == "timeout":
             break
-        results, watched = _poll_once(workdir, req, alive)
+        changed = None
+        if why == "changed":  # only those trials: the others' files are as read
+            changed = {i for i, s in enumerate(now) if s != before[i]}
+        before = now or sign()
+        last = _poll_once(workdir, req, alive, dirs, last, changed)
         if why == "request":
             break
-    return {"trials": results, "time": time.time()}
+    return {"trials": last[0], "time": time.time()}

@@ -1,11 +1,18 @@
 """The agent's long poll: wait on the host until a trial changed or a request arrived.
 
 Standard library only, Python >= 3.8 (shipped to hosts with the agent). A ``poll`` with
-``"wait": seconds`` that finds nothing new does not answer at once: it watches its trials
-with cheap ``stat`` calls every ``every`` seconds (the size and mtime of ``metrics.jsonl``,
-whether ``exit.json`` and ``pid.json`` exist) and whether each trial's processes still
-live (less often), and answers as soon as any of that changed, when the controller sent
-anything (a launch, kill or tail must not wait behind a poll), or when ``wait`` ran out.
+``"wait": seconds`` that finds nothing new does not answer at once. On Linux it sleeps in
+``select`` on two descriptors: the agent's input (a request ends the wait at once) and one
+inotify descriptor watching the waited trials' directories (inotify.py: a metric line, an
+``exit.json`` or a ``pid.json`` wakes it). Each wake compares the trials' stat signatures
+(the size and mtime of ``metrics.jsonl``, whether ``exit.json`` and ``pid.json`` exist)
+with those taken before the poll read the files, so a change between that read and the
+watch is seen too, and an event about nothing new sends the agent back to sleep. Where
+inotify is unavailable it stats every ``every`` seconds instead (the fallback).
+
+A trial whose launcher was killed (SIGKILL: no ``exit.json``) makes no file event: its
+processes' liveness is checked every ``LIVENESS_EVENTS`` seconds with inotify,
+``LIVENESS_EVERY`` when polling. Anything else ends the wait at once.
 """
 
 from __future__ import annotations
@@ -14,7 +21,24 @@ import os
 import select
 import time
 
-LIVENESS_EVERY = 0.1  # seconds between liveness checks (kill(0) and /proc) while waiting
+try:  # on hosts: the shipped bundle; in the controller's own tree: the package
+    from remotetune._host import inotify  # type: ignore[attr-defined]
+except ImportError:
+    from remotetune.backends.hostpool._host import inotify
+
+LIVENESS_EVERY = 0.1  # seconds between liveness checks (kill(0) and /proc) when polling
+# With inotify this is the only periodic wake of an idle agent. The launcher writes exit.json
+# when a trial ends, killed or not, so only a launcher killed with SIGKILL (or a host reboot)
+# needs it: half a second to notice that, against 2 wakes a second per agent.
+LIVENESS_EVENTS = 0.5
+
+_INOTIFY: list = []  # the agent's one Inotify, made on first use
+
+
+def events() -> inotify.Inotify:
+    if not _INOTIFY:
+        _INOTIFY.append(inotify.Inotify())
+    return _INOTIFY[0]
 
 
 def news(result: dict) -> bool:
@@ -32,9 +56,7 @@ def _stat(path: str):
     return (st.st_size, st.st_mtime_ns)
 
 
-def _exists(path) -> bool:
-    if path is None:
-        return True  # pid.json of a started trial: it stays once written
+def _exists(path: str) -> bool:
     try:
         os.stat(path)
     except OSError:
@@ -42,44 +64,67 @@ def _exists(path) -> bool:
     return True
 
 
-def _paths(trial_dir: str, started: bool) -> tuple:
-    join = os.path.join
-    return (join(trial_dir, "metrics.jsonl"), join(trial_dir, "exit.json"),
-            None if started else join(trial_dir, "pid.json"))
+def signature(trial_dir: str, started: bool = False) -> tuple:
+    """What changes when a trial writes a metric line, starts or ends. ``started``: its
+    pid record is held (pid.json is written once and stays: no need to look)."""
+    return (_stat(trial_dir + "/metrics.jsonl"), _exists(trial_dir + "/exit.json"),
+            started or _exists(trial_dir + "/pid.json"))
 
 
-def _signature(paths: tuple) -> tuple:
-    """What changes when a trial writes a metric line, starts or ends."""
-    metrics, exit_file, pid_file = paths
-    return (_stat(metrics), _exists(exit_file), _exists(pid_file))
+class Waiter:
+    """How one long poll sleeps: on inotify and the input together, or stat polling."""
+
+    def __init__(self, dirs, input_fd, every: float) -> None:
+        self.every = every
+        self.watch = None
+        if input_fd is not None:
+            watcher = events()
+            if watcher.track(dirs):  # before the read: a later change wakes us
+                self.watch = watcher
+        self.fds = [input_fd, self.watch.fd] if self.watch is not None else []
+        self.liveness = LIVENESS_EVENTS if self.watch is not None else LIVENESS_EVERY
+
+    def sleep(self, seconds: float) -> bool:
+        """Sleep until something may have changed; False when nothing did (look anyway)."""
+        if self.watch is None:
+            time.sleep(min(self.every, seconds))
+            return True
+        try:
+            ready, _, _ = select.select(self.fds, [], [], max(seconds, 0.0))
+        except InterruptedError:
+            return True
+        except (OSError, ValueError):
+            time.sleep(min(self.every, seconds))  # a closed input: pending() sees it
+            return True
+        return self.watch.fd in ready and self.watch.drain()
 
 
-def wait_change(trials, wait: float, every: float, pending, alive) -> str:
-    """Block up to ``wait`` seconds; return why it stopped: changed, request or timeout.
+def wait_change(pids, before, wait: float, waiter: Waiter, pending, alive, sign):
+    """Block up to ``wait`` seconds; return (why it stopped, the signatures then): changed
+    (a file), vanished (a trial's processes), request or timeout.
 
-    ``trials``: (trial dir, its pid record or None) pairs. ``pending()`` says whether a
-    request waits on the agent's input; ``alive(pid record)`` whether a trial's processes
-    still live. Paths are joined once: this loop runs every few milliseconds on each host.
+    ``pids``: the waited trials' pid records; ``before``: their signatures (``sign()``)
+    from before the poll read them. ``pending()`` says whether a request waits on the
+    agent's input; ``alive(pid record)`` whether a trial's processes still live.
     """
-    paths = [_paths(d, pid is not None) for d, pid in trials]
-    pids = [pid for _, pid in trials if pid is not None]
-    before = [_signature(p) for p in paths]
     deadline = time.monotonic() + wait
-    next_liveness = time.monotonic() + LIVENESS_EVERY
+    next_liveness = time.monotonic() + waiter.liveness
+    look = True  # at once: what changed since the read (and before the watch)
     while True:
         if pending():
-            return "request"
+            return "request", None
+        if look:
+            now_signs = sign()
+            if now_signs != before:
+                return "changed", now_signs
         now = time.monotonic()
-        if now >= deadline:
-            return "timeout"
-        time.sleep(min(every, deadline - now))
-        for i, p in enumerate(paths):
-            if _signature(p) != before[i]:
-                return "changed"
-        if time.monotonic() >= next_liveness:
-            next_liveness = time.monotonic() + LIVENESS_EVERY
+        if now >= next_liveness:
+            next_liveness = now + waiter.liveness
             if not all(alive(pid) for pid in pids):
-                return "changed"
+                return "vanished", None
+        if now >= deadline:
+            return "timeout", None
+        look = waiter.sleep(min(deadline, next_liveness) - now)
 
 
 class Input:
