@@ -3,10 +3,10 @@ kills were carried out: no trial process outlives `remotetune run`."""
 
 from __future__ import annotations
 
-import os
 import time
 from pathlib import Path
 
+from remotetune.backends.hostpool._host.agent import group_alive
 from remotetune.model import TrialStatus
 from tests.test_run_local import make_experiment, only_experiment, open_store, run_cli
 
@@ -15,16 +15,6 @@ HANG = {
     "steps": {"_type": "choice", "_value": [1]},
     "hang": {"_type": "choice", "_value": [120]},
 }
-
-
-def _group_alive(pgid: int) -> bool:
-    try:
-        os.killpg(pgid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def test_max_experiment_duration_kills_before_the_run_ends(tmp_path: Path) -> None:
@@ -38,7 +28,7 @@ def test_max_experiment_duration_kills_before_the_run_ends(tmp_path: Path) -> No
     groups = [t.pid for t in trials if t.pid]
     assert len(groups) == 2
     deadline = time.monotonic() + 5  # TERM was sent before `run` exited; let it land
-    while any(_group_alive(g) for g in groups) and time.monotonic() < deadline:
+    while any(group_alive(g) for g in groups) and time.monotonic() < deadline:
         time.sleep(0.05)
-    alive = [g for g in groups if _group_alive(g)]
+    alive = [g for g in groups if group_alive(g)]
     assert not alive, f"trial process groups {alive} outlived the experiment"
