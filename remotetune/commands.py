@@ -31,7 +31,7 @@ def connect_command(python: str, workdir: str, lib_dir: str) -> str:
     same channel. ``PYTHONPATH`` names the package for the agent's children, as before.
     """
     return (
-        f"PYTHONPATH={home_path(lib_dir)} PYTHONDONTWRITEBYTECODE=1 "
+        f"PYTHONPATH={home_path(lib_dir)} "
         f"exec {q(python)} -u -c {q(_BOOT)} {home_path(lib_dir)} {home_path(workdir)}"
     )
 

@@ -40,7 +40,7 @@ def job_script(
             f' (exit $rc):" {q(line)} >&2; exit {SETUP_FAILED_EXIT}; fi'
         )
     lines.append(
-        f"PYTHONPATH={q(lib_dir)} PYTHONDONTWRITEBYTECODE=1 "
+        f"PYTHONPATH={q(lib_dir)} "
         f"exec {q(python)} -u {q(launcher)} run {q(trial_dir)}"
     )
     return "\n".join(lines) + "\n"

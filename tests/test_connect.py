@@ -74,6 +74,9 @@ def test_connect_is_one_process_and_one_round_trip_new_host_or_not(ssh_host: Ssh
             session.close()
     libs = [p.name for p in (ssh_host.workdir / "lib").iterdir()]
     assert len(libs) == 1 and not libs[0].startswith(".tmp-"), libs  # installed once
+    # The agent's modules are compiled once, not at every connect (about 30 ms of a connect).
+    cache = ssh_host.workdir / "lib" / libs[0] / "remotetune" / "_host" / "__pycache__"
+    assert list(cache.glob("agent.*.pyc")), sorted(p.name for p in cache.parent.iterdir())
 
 
 def test_nvidia_smi_started_at_connect_reads_as_a_fresh_one(ssh_host: SshServer) -> None:

@@ -167,6 +167,6 @@ def test_job_script_quotes_every_value() -> None:
     assert "module load cuda/12\nrc=$?" in script
     last = script.strip().splitlines()[-1]
     words = shlex.split(last)
-    assert words == ["PYTHONPATH=/w/lib/x", "PYTHONDONTWRITEBYTECODE=1", "exec",
+    assert words == ["PYTHONPATH=/w/lib/x", "exec",
                      "/opt/py thon/bin/python3", "-u", "/w/lib/x/remotetune/_host/slurmops.py",
                      "run", "/w/t'1"]
