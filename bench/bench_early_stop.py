@@ -26,7 +26,8 @@ takes at most a third of NNI-with-Medianstop's wall time.
 no sleep; every report is assessed when it is made, against every other trial's curve so far.
 
     python bench/bench_early_stop.py [--mode real|sim] [--trials 64] [--epochs 20] [--epoch 0.1]
-        [--concurrency 4] [--seed 0] [--workload smooth|lr-sweep]
+        [--concurrency 4] [--seed 0] [--workload smooth|lr-sweep] [--start-step 0]
+    python bench/bench_early_stop.py --mode sim --seeds 10 --workload all   # goals by seed
         [--policies none,Medianstop,ASHA,Hyperband,Curvefitting]
         [--no-nni] [--nni-policies Medianstop] [--nni-venv /tmp/nni-venv]
 """
@@ -181,7 +182,41 @@ def policies(args: argparse.Namespace) -> dict[str, Callable[[], tuple[Tuner, As
     }
 
 
+def run_seeds(args: argparse.Namespace) -> int:
+    """``--seeds N``: the simulation on seeds seed .. seed+N-1 of each workload, one line a
+    seed, and on how many seeds each goal policy met both goals."""
+    workloads = curves.WORKLOADS if args.workload == "all" else (args.workload,)
+    names = ("none",) + GOAL_POLICIES
+    print(f"{args.trials} trials x {args.epochs} epochs, concurrency {args.concurrency}, "
+          f"Medianstop start_step {args.start_step}, ASHA min_resource {args.asha_min} eta "
+          f"{args.asha_eta} (simulated; epochs run, of none's, and best final vs none)")
+    print(f"{'workload':<9} {'seed':>4}  " + "  ".join(f"{n:>22}" for n in GOAL_POLICIES))
+    for workload in workloads:
+        met = dict.fromkeys(GOAL_POLICIES, 0)
+        for seed in range(args.seed, args.seed + args.seeds):
+            one = argparse.Namespace(**{**vars(args), "seed": seed, "workload": workload})
+            made = policies(one)
+            runs = {}
+            for name in names:
+                tuner, assessor = made[name]()
+                runs[name] = simulate(name, tuner, assessor, trials=args.trials,
+                                      epochs=args.epochs, concurrency=args.concurrency,
+                                      epoch_s=args.epoch, workload=workload)
+            base, cells = runs["none"], []
+            for name in GOAL_POLICIES:
+                share, best = runs[name].trial_epochs / base.trial_epochs, runs[name].best
+                ok = share <= 0.5 and best >= 0.98 * base.best
+                met[name] += ok
+                cells.append(f"{share:>6.0%} {best / base.best - 1:>+7.2%} {'met' if ok else '-':>6}")
+            print(f"{workload:<9} {seed:>4}  " + "  ".join(f"{c:>22}" for c in cells))
+        print(f"{workload}: both goals met on " + ", ".join(
+            f"{name} {met[name]} of {args.seeds} seeds" for name in GOAL_POLICIES))
+    return 0
+
+
 def run_sim(args: argparse.Namespace) -> int:
+    if args.seeds > 1 or args.workload == "all":
+        return run_seeds(args)
     results = []
     for name, make in policies(args).items():
         tuner, assessor = make()
@@ -465,8 +500,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--epochs", type=int, default=curves.EPOCHS)
     parser.add_argument("--epoch", type=float, default=0.1, help="seconds per epoch")
     parser.add_argument("--concurrency", type=int, default=4, help="trialConcurrency")
-    parser.add_argument("--workload", choices=curves.WORKLOADS, default="smooth")
-    parser.add_argument("--start-step", type=int, default=2, help="Medianstop's start_step")
+    parser.add_argument("--workload", choices=curves.WORKLOADS + ("all",), default="smooth",
+                        help="sim mode also takes 'all'")
+    parser.add_argument("--start-step", type=int, default=0,
+                        help="Medianstop's start_step (NNI's default, 0)")
+    parser.add_argument("--seeds", type=int, default=1,
+                        help="sim mode: seeds seed .. seed+N-1, one line each")
     parser.add_argument("--asha-min", type=int, default=3, help="ASHA's min_resource")
     parser.add_argument("--asha-eta", type=int, default=3, help="ASHA's eta")
     parser.add_argument("--seed", type=int, default=0)
