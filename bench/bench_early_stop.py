@@ -207,7 +207,8 @@ def run_seeds(args: argparse.Namespace) -> int:
                 share, best = runs[name].trial_epochs / base.trial_epochs, runs[name].best
                 ok = share <= 0.5 and best >= 0.98 * base.best
                 met[name] += ok
-                cells.append(f"{share:>6.0%} {best / base.best - 1:>+7.2%} {'met' if ok else '-':>6}")
+                verdict = "met" if ok else "-"
+                cells.append(f"{share:>6.0%} {best / base.best - 1:>+7.2%} {verdict:>6}")
             print(f"{workload:<9} {seed:>4}  " + "  ".join(f"{c:>22}" for c in cells))
         print(f"{workload}: both goals met on " + ", ".join(
             f"{name} {met[name]} of {args.seeds} seeds" for name in GOAL_POLICIES))

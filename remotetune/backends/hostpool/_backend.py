@@ -134,8 +134,18 @@ class HostPoolBackend(WorkerBackend):
                     else worker.snapshot_dir)
         files = trial_files(worker.session, self._spec.experiment_id, spec,
                             worker.session.absolute(relative), code_dir)
-        worker.submit(Op.LAUNCH, worker.session.launch, spec.trial.id, relative, files,
-                      token=spec.trial.id)
+        worker.launches_due.append((spec.trial.id, relative, files))  # sent at this turn's tick
+
+    @staticmethod
+    def _send_launches(worker: HostWorker) -> None:
+        """This turn's launches of ``worker``'s host, in one request when there are several:
+        the agent starts them side by side (a first fill, slots freed together)."""
+        due, worker.launches_due = worker.launches_due, []
+        if len(due) == 1:
+            worker.submit(Op.LAUNCH, worker.session.launch, *due[0], token=due[0][0])
+        elif due:
+            worker.submit(Op.LAUNCH, worker.session.launch_many, due,
+                          token=tuple(trial_id for trial_id, _, _ in due))
 
     def kill(self, handle: TrialHandle, grace: float) -> bool:
         worker = self._ready_worker(handle.host)
@@ -159,6 +169,7 @@ class HostPoolBackend(WorkerBackend):
     def tick(self, now: float, running: Sequence[PollRequest]) -> None:
         by_host = self._by_host(running)
         for name, worker in self.workers.items():
+            self._send_launches(worker)  # first: a refill goes before tails and polls
             self._reconnect(worker, now)
             while worker.tails_due:  # a host that is down answers them with errors
                 trial_id = worker.tails_due.pop(0)

@@ -33,7 +33,7 @@ from remotetune.backends.hostpool._probe import (
     probe_problem,
 )
 from remotetune.backends.hostpool._slots import NVIDIA_SMI_ARGS, parse_nvidia_smi
-from remotetune.errors import RemoteSetupError, TransportError
+from remotetune.errors import AgentError, RemoteSetupError, TransportError
 from remotetune.metrics import skipped_line
 from remotetune.model import GpuInfo, HostSpec
 from remotetune.transport.base import Transport
@@ -210,6 +210,19 @@ class HostSession:
         self._starts.pop(trial_dir, None)
         info = self._agent().call("launch", trial_dir=trial_dir, files=files, timeout=60)
         return _started(trial_id, self.name, info)
+
+    def launch_many(self, launches: Sequence[tuple[str, str, dict[str, str]]]
+                    ) -> list[LaunchResult | AgentError]:
+        """Several ``(trial_id, trial_dir, files)`` in one request: the agent forks every
+        launcher, then reads their reports (docs/protocol.md). One outcome per trial."""
+        for _, trial_dir, _ in launches:
+            self._starts.pop(trial_dir, None)
+        answer = self._agent().call(
+            "launches", trials=[{"trial_dir": d, "files": f} for _, d, f in launches],
+            timeout=60)
+        return [_started(trial_id, self.name, r["info"]) if r.get("ok") else
+                AgentError(self.name, "launch", str(r.get("error")), str(r.get("kind")), None)
+                for (trial_id, _, _), r in zip(launches, answer["results"], strict=True)]
 
     def poll(self, items: Sequence[PollItem], max_bytes: int = 1 << 20,
              line_limit: int = METRIC_LINE_LIMIT, wait: float = 0.0) -> list[TrialPoll]:

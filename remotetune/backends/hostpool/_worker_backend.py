@@ -198,7 +198,8 @@ class WorkerBackend(Backend):
         if item.op is Op.CONNECT:
             worker.connect_in_flight = False
         elif item.op is Op.LAUNCH:
-            return [Report(ReportKind.LAUNCH_LOST, worker.name, item.token)]
+            return [Report(ReportKind.LAUNCH_LOST, worker.name, trial_id)
+                    for trial_id in _launch_tokens(item.token)]
         elif item.op is Op.TAILS:
             return [Report(ReportKind.TAILS, worker.name, item.token, message=str(item.error))]
         return []
@@ -242,15 +243,23 @@ class WorkerBackend(Backend):
                        level=EventLevel.ERROR)]
 
     def _on_launch(self, worker: HostWorker, item: Completion, now: float) -> list[Report]:
-        if item.error is not None:
+        """One launch (token: its trial id) or several (a tuple of ids, one outcome each)."""
+        ids = _launch_tokens(item.token)
+        outcomes = [item.error] * len(ids) if item.error is not None else (
+            item.result if isinstance(item.token, tuple) else [item.result])
+        return [self._launched(worker, trial_id, outcome, now)
+                for trial_id, outcome in zip(ids, outcomes, strict=True)]
+
+    def _launched(self, worker: HostWorker, trial_id: str, outcome: Any, now: float) -> Report:
+        if isinstance(outcome, BaseException):
             # A host that cannot start trials (disk full, workdir gone, sbatch refused) takes
             # no new ones for a while, so it does not eat the trial budget; its running
             # trials go on.
             worker.cordoned_until = now + CORDON_SECONDS
             self._set_reachable(worker, False)
-            return [Report(ReportKind.LAUNCH_FAILED, worker.name, item.token,
-                           message=str(item.error), level=EventLevel.ERROR)]
-        return [Report(ReportKind.LAUNCHED, worker.name, item.token, launch=item.result)]
+            return Report(ReportKind.LAUNCH_FAILED, worker.name, trial_id,
+                          message=str(outcome), level=EventLevel.ERROR)
+        return Report(ReportKind.LAUNCHED, worker.name, trial_id, launch=outcome)
 
     def _on_poll(self, worker: HostWorker, item: Completion, now: float) -> list[Report]:
         worker.poll_in_flight = False
@@ -278,3 +287,8 @@ class WorkerBackend(Backend):
                 if not due_only or (w.status is HostStatus.READY
                                     and now - self._state_at.get(name, 0.0)
                                     >= self._state_interval)]
+
+
+def _launch_tokens(token: Any) -> tuple[str, ...]:
+    """The trial ids of a launch operation: one, or a tuple of them (a batch)."""
+    return token if isinstance(token, tuple) else (token,)

@@ -65,6 +65,7 @@ class HostWorker:
     poll_woken: bool = False  # asked to end early already
     next_poll_at: float = 0.0  # for backends that poll on a clock (Slurm); host pools do not
     tails_due: list[str] = field(default_factory=list)  # trials whose tails to fetch
+    launches_due: list[tuple[str, str, dict[str, str]]] = field(default_factory=list)
     gpu_in_flight: bool = False
     next_gpu_at: float = 0.0
     cordoned_until: float = 0.0  # takes no new trials before this time

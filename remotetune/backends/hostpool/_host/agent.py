@@ -34,12 +34,20 @@ try:  # on hosts: the shipped bundle; in the controller's own tree: the package
     from remotetune._host import (  # type: ignore[attr-defined]
         execops,
         gpulocks,
+        launchops,
         pollops,
         reads,
         watch,
     )
 except ImportError:
-    from remotetune.backends.hostpool._host import execops, gpulocks, pollops, reads, watch
+    from remotetune.backends.hostpool._host import (
+        execops,
+        gpulocks,
+        launchops,
+        pollops,
+        reads,
+        watch,
+    )
 
 SETUP_FAILED_EXIT = 254
 
@@ -229,7 +237,13 @@ def _terminate_group(pgid: int, grace: float, gone=None) -> bool:
 
 
 def launch(trial_dir: str, spec: dict) -> dict:
-    """Start the trial detached and return its pid info.
+    """Start the trial detached and return its pid info (:func:`fork_launcher`, then
+    :func:`launcher_report`)."""
+    return launcher_report(trial_dir, fork_launcher(trial_dir, spec))
+
+
+def fork_launcher(trial_dir: str, spec: dict) -> int:
+    """Fork the trial's launcher; returns the pipe its pid info comes back on.
 
     One fork: the child starts a new session (no controlling terminal, out of the SSH
     session's process group, SIGHUP ignored) and becomes the trial's launcher. The agent
@@ -256,15 +270,22 @@ def launch(trial_dir: str, spec: dict) -> dict:
         except BaseException:  # noqa: BLE001
             os._exit(1)
     os.close(write_fd)
+    return read_fd
+
+
+def launcher_report(trial_dir: str, read_fd: int) -> dict:
+    """The pid info the launcher forked by :func:`fork_launcher` sends once the trial runs."""
     chunks = []
-    while True:
-        chunk = os.read(read_fd, 4096)
-        if not chunk:
-            break
-        chunks.append(chunk)
-        if chunk.endswith(b"}"):
-            break
-    os.close(read_fd)
+    try:
+        while True:
+            chunk = os.read(read_fd, 4096)
+            if not chunk:
+                break
+            chunks.append(chunk)
+            if chunk.endswith(b"}"):
+                break
+    finally:
+        os.close(read_fd)
     raw = b"".join(chunks)
     if not raw:
         raise RuntimeError("the launcher died before starting the trial; see %s/launcher.log"
@@ -311,27 +332,6 @@ def op_write(workdir: str, req: dict, payload):
     path = _abspath(workdir, req["path"])
     write_atomic(path, payload or b"", int(req.get("mode", 0o644)))
     return {"path": path}
-
-
-def op_launch(workdir: str, req: dict, payload):
-    trial_dir = _abspath(workdir, req["trial_dir"])
-    os.makedirs(trial_dir, exist_ok=True)
-    pollops.forget(trial_dir)  # a pid record read before this launch is not its own
-    for name, text in req.get("files", {}).items():
-        write_atomic(os.path.join(trial_dir, name), text.encode("utf-8"))
-    with open(os.path.join(trial_dir, "launch.json"), "rb") as f:
-        spec = json.loads(f.read().decode("utf-8"))
-    if os.path.exists(os.path.join(trial_dir, "pid.json")):
-        raise RuntimeError("trial already launched in %s" % trial_dir)
-    if spec.get("reserve"):  # its GPUs, shared with other controllers (gpulocks.py)
-        spec["gpu_locks"] = gpulocks.reserve(
-            workdir, dict(spec["reserve"], dir=trial_dir), _pid_alive, _same_process,
-            _start_ticks(os.getpid()))
-    try:
-        return launch(trial_dir, spec)
-    except BaseException:
-        gpulocks.release(spec.get("gpu_locks", ()))
-        raise
 
 
 def _trial_alive(pid_info: dict) -> bool:
@@ -392,12 +392,13 @@ def op_tail(workdir: str, req: dict, payload):
 OPS = {
     "hello": op_hello,
     "write": op_write,
-    "launch": op_launch,
     "poll": op_poll,
     "kill": op_kill,
     "tail": op_tail,
     "exec": execops.op_exec,
 }
+
+OPS.update(launchops.OPS)  # launch and launches
 
 try:  # code sync lives in its own module
     from remotetune._host import syncops  # type: ignore[attr-defined]
