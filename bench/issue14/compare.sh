@@ -17,6 +17,7 @@ BEFORE=${BEFORE:?set BEFORE to a checkout of e2af651}
 AFTER=${1:-$(cd "$HERE/../.." && pwd)}
 PY=${PY:-python3}
 ROUNDS=${ROUNDS:-3}
+PARTS=${PARTS:-poll agents workload local}  # a subset, e.g. PARTS="workload local"
 LOG=${LOG:-/tmp/bench14.$$}
 mkdir -p "$LOG"
 echo "logs in $LOG; before=$BEFORE after=$AFTER rounds=$ROUNDS; $(nproc) cores"
@@ -43,7 +44,7 @@ run() {  # run TREE-NAME PART ROUND
 for round in $(seq 1 "$ROUNDS"); do
     if [ $((round % 2)) = 1 ]; then order="before after"; else order="after before"; fi
     echo "round $round ($(date -u +%H:%M:%S), load $(cut -d' ' -f1-3 /proc/loadavg))"
-    for part in poll agents workload local; do
+    for part in $PARTS; do
         for name in $order; do run "$name" "$part" "$round"; done
     done
 done
