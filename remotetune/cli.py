@@ -213,7 +213,7 @@ def cmd_run(args: argparse.Namespace) -> int:
             "experiment file not found", file=path,
             hint="pass the experiment file: remotetune run path/to/experiment.yml",
         )
-    config = cfg.load_experiment(path)
+    config = cfg.load_experiment(path, import_custom=True)
     home = use_experiment_home(config)  # the file's logDir / experimentWorkingDirectory
     from remotetune.symlinks import check_symlinks
 

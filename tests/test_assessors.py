@@ -247,6 +247,61 @@ def test_nni2_advisor_and_nni3_tuner_placement_both_load(tmp_path: Path) -> None
     assert load_experiment(path).assessor is not None
 
 
+CUSTOM = """\
+import pathlib
+from remotetune.assessors import Assessor, Verdict
+
+pathlib.Path(__file__).with_name("imported.txt").write_text("yes")
+
+
+class Mine(Assessor):
+    def __init__(self, optimize_mode, threshold=0.5):
+        super().__init__(optimize_mode)
+        self.threshold = threshold
+
+    def assess(self, trial, others):
+        return Verdict.CONTINUE
+
+
+class NotOne:
+    pass
+"""
+
+
+@pytest.mark.parametrize(("body", "where", "fix"), [
+    ("assessor:\n  name: nosuchmodule:Assess\n", "exp.yml:6: assessor.name:", "not found"),
+    ("assessor:\n  className: mine.NotOne\n  codeDirectory: .\n",
+     "exp.yml:6: assessor.className:", "must be a class that subclasses"),
+    ("assessor:\n  className: mine.Mine\n  codeDirectory: .\n  classArgs: {threshhold: 1}\n",
+     "exp.yml:8: assessor.classArgs.threshhold:", "did you mean 'threshold'?"),
+    ("tuner:\n  className: mine.Mine\n  codeDirectory: .\n", "exp.yml:6: tuner.className:",
+     "subclasses remotetune.tuners.Tuner"),
+])
+def test_custom_classes_are_built_at_load_time_for_run_only(
+        tmp_path: Path, body: str, where: str, fix: str) -> None:
+    """`run` loads with import_custom: a custom class that fails does so at its line, before
+    anything is stored. Without it (convert, check) the user's module is never imported."""
+    (tmp_path / "mine.py").write_text(CUSTOM)
+    path = tmp_path / "exp.yml"
+    path.write_text(HEAD + body)
+    load_experiment(path)
+    assert not (tmp_path / "imported.txt").exists()
+    with pytest.raises(ConfigError) as info:
+        load_experiment(path, import_custom=True)
+    text = str(info.value)
+    assert where in text and fix in text, text
+
+
+def test_a_good_custom_assessor_loads_for_run(tmp_path: Path) -> None:
+    (tmp_path / "mine.py").write_text(CUSTOM)
+    path = tmp_path / "exp.yml"
+    path.write_text(HEAD + "assessor:\n  className: mine.Mine\n  codeDirectory: .\n"
+                    "  classArgs: {threshold: 0.7}\n")
+    config = load_experiment(path, import_custom=True)
+    assert (tmp_path / "imported.txt").read_text() == "yes"
+    assert config.assessor is not None and config.assessor.class_args == {"threshold": 0.7}
+
+
 def _cli(home: Path, cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
     env = dict(os.environ, REMOTETUNE_HOME=str(home),
                PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
@@ -258,6 +313,8 @@ def _cli(home: Path, cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
     ("tuner:\n  name: TPEE\n", "bad.yml:6"),
     ("tuner:\n  name: TPE\n  classArgs:\n    optimze_mode: maximize\n", "bad.yml:8"),
     ("assessor:\n  name: NoSuchAssessor\n  classArgs: {foo: bar}\n", "bad.yml:6"),
+    ("assessor:\n  name: nosuchmodule:Assess\n", "bad.yml:6"),
+    ("tuner:\n  className: nosuchmodule.MyTuner\n", "bad.yml:6"),
 ])
 def test_cli_run_with_a_typo_exits_2_and_stores_nothing(tmp_path: Path, body: str,
                                                         where: str) -> None:

@@ -4,8 +4,10 @@ An unknown built-in name, an unknown class argument, a bad argument value, or an
 paired with a tuner that stops its own trials (Hyperband, BOHB) is a :class:`ConfigError` with
 the file, key and line, before anything is stored; so is NNI's PBT or PPOTuner (which cannot
 run here) and a GP without PyTorch. Custom classes (``className``, or a name written
-``module:Class``, remotetune's or NNI's) are imported only when the experiment runs, so their
-arguments are checked then.
+``module:Class``, remotetune's or NNI's) are user code: :func:`check_custom` imports and
+builds them for ``remotetune run`` only (``load_experiment(..., import_custom=True)``), so a
+class that does not import, is not a tuner or assessor, or refuses its arguments is an error
+at its line before anything is stored, while ``convert`` and ``check`` never run user code.
 """
 
 from __future__ import annotations
@@ -118,3 +120,35 @@ def check_assessor(top: Section, tuner_key: str, tuner_cls: type | None) -> None
         create_assessor(name, args)
     except RemotetuneError as exc:
         raise _arg_error(sec, args_sec, exc, args) from None
+
+
+def check_custom(top: Section, tuner_key: str, space: SearchSpace, seed: int | None) -> None:
+    """Build the custom tuner (or advisor) and assessor now, as the run will (user code)."""
+    from remotetune.assessors import create_assessor
+    from remotetune.tuners import create_tuner
+
+    tuner = top.section(tuner_key)
+    tuner_args = tuner.section("classArgs") if tuner is not None else None
+    mode = (tuner_args.data if tuner_args is not None else {}).get("optimize_mode")
+    builders = {
+        tuner_key: lambda name, args, code: create_tuner(name, args, space,
+                                                          code_directory=code, seed=seed),
+        "assessor": lambda name, args, code: create_assessor(name, args, code_directory=code,
+                                                             optimize_mode=mode),
+    }
+    for key, build in builders.items():
+        sec = top.section(key)
+        if sec is None or not _custom(sec):
+            continue
+        where = "className" if sec.has("className") else "name"
+        args_sec = sec.section("classArgs")
+        args = dict(args_sec.data) if args_sec is not None else {}
+        code = sec.local_path("codeDirectory", kind="directory") if sec.has(
+            "codeDirectory") else None
+        try:
+            build(str(sec.get(where)), args, None if code is None else str(code))
+        except RemotetuneError as exc:
+            named = [k for k in args if re.search(rf"'{re.escape(str(k))}'", str(exc))]
+            if named and args_sec is not None:
+                raise args_sec.fail(str(named[0]), str(exc)) from None
+            raise sec.fail(where, str(exc), hint="fix the module path or the class") from None

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from remotetune.config._algorithms import check_assessor, check_tuner
+from remotetune.config._algorithms import check_assessor, check_custom, check_tuner
 from remotetune.config._fields import Section, Source, describe
 from remotetune.config._machines import (
     local_machine,
@@ -111,13 +111,17 @@ class ExperimentConfig:
         return work / ".remotetune" if work == code or work in code.parents else work
 
 
-def load_experiment(path: str | os.PathLike[str]) -> ExperimentConfig:
+def load_experiment(path: str | os.PathLike[str], *,
+                    import_custom: bool = False) -> ExperimentConfig:
     """Read an experiment YAML file (NNI v2, or v1 converted in memory); relative paths in it
-    start at its directory. Every problem of the file is reported in one ConfigError."""
+    start at its directory. Every problem of the file is reported in one ConfigError.
+
+    ``import_custom`` (``remotetune run``): also import and build a custom tuner and
+    assessor (user code), so that one that fails does so here, at its line."""
     file = os.fspath(path)
     loaded = load_yaml(read_text(file), file=file)
     src = Source(file, Path(os.path.abspath(file)).parent, loaded.lines)
-    return _parse(loaded.data, src)
+    return _parse(loaded.data, src, import_custom=import_custom)
 
 
 def parse_experiment(
@@ -134,7 +138,7 @@ def to_v2(data: Any, src: Source, *, secrets_to_env: bool = False) -> tuple[Any,
     return convert_v1(data, src, secrets_to_env=secrets_to_env)
 
 
-def _parse(data: Any, src: Source) -> ExperimentConfig:
+def _parse(data: Any, src: Source, *, import_custom: bool = False) -> ExperimentConfig:
     if data is None:
         raise src.error((), "the file is empty", hint="add at least trialCommand, "
                         "trialConcurrency and searchSpace (see docs/config.md)")
@@ -155,6 +159,8 @@ def _parse(data: Any, src: Source) -> ExperimentConfig:
     if space is not None and len(src.problems) == before:
         get(lambda: check_assessor(top, tuner_key, check_tuner(top, tuner_key, space, seed)),
             None)
+        if import_custom and len(src.problems) == before:
+            get(lambda: check_custom(top, tuner_key, space, seed), None)
     machines = get(lambda: _training_service(top, concurrency or 1), None)
     settings = _settings(top, Path(src.file).stem if src.file else "experiment")
     src.raise_problems()
