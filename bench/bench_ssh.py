@@ -62,6 +62,8 @@ class WorkloadResult:
     wall: float
     first: float
     trials: int
+    fill: float | None = None  # remotetune: the first fill's last start - its first (s)
+    per_round: float | None = None  # remotetune: median trial length - sleep + refill gap (s)
 
 
 def _bench_workdir(server: SshServer) -> tuple[str, Path]:
@@ -126,8 +128,13 @@ def run_remotetune(server: SshServer, n: int, concurrency: int, sleep: float) ->
         ok = [t for t in trials if t.status is TrialStatus.SUCCEEDED]
         if len(ok) != n:
             raise RuntimeError(f"remotetune: {len(ok)} of {n} trials succeeded")
-        first = min(t.started_at for t in trials if t.started_at) - t0
-        return WorkloadResult(wall, first, len(ok))
+        starts = sorted(t.started_at for t in trials if t.started_at)
+        ends = sorted(t.ended_at for t in trials if t.ended_at)
+        lengths = [t.ended_at - t.started_at - sleep for t in ok if t.ended_at and t.started_at]
+        gaps = [next(s for s in starts if s >= e) - e for e in ends if e <= starts[-1]]
+        per_round = statistics.median(lengths) + statistics.median(gaps) if gaps else None
+        return WorkloadResult(wall, starts[0] - t0, len(ok), starts[concurrency - 1] - starts[0],
+                              per_round)
 
 
 # ---------------------------------------------------------------------------- NNI
@@ -272,7 +279,9 @@ def main() -> None:
                 rt = run_remotetune(server, args.trials, args.concurrency, args.sleep)
                 print(f"remotetune: {args.trials} trials of sleep {args.sleep} at "
                       f"{args.concurrency} on 1 sshd host: wall {rt.wall:.2f} s, first trial "
-                      f"running after {rt.first:.2f} s (goal <= 1.5 s)", flush=True)
+                      f"running after {rt.first:.2f} s (goal <= 1.5 s); first fill spread "
+                      f"{(rt.fill or 0) * 1000:.1f} ms, per round {(rt.per_round or 0) * 1000:.1f}"
+                      " ms (trial length over the sleep + refill gap, medians)", flush=True)
                 nni_venv = args.nni_venv
                 if args.no_nni:
                     print(f"NNI skipped (--no-nni). {NNI_REFERENCE}")

@@ -1,8 +1,9 @@
-"""Several launches in one agent request (issue 12), over a real loopback sshd.
+"""A host's first trials, over a real loopback sshd (issue 12).
 
 The agent forks every launcher of a ``launches`` request before it reads their reports, so
 a host's first fill (or slots freed together) starts side by side instead of one round trip
-after another. Each trial has its own outcome.
+after another; each trial has its own outcome. Trials that take no GPU do not wait for the
+host's nvidia-smi.
 """
 
 from __future__ import annotations
@@ -76,6 +77,59 @@ def test_launches_start_side_by_side_each_with_its_own_outcome(ssh_host: SshServ
         session.close()
 
 
+def gate_nvidia_smi(server: SshServer) -> Path:
+    """The host's nvidia-smi answers only once the returned file exists."""
+    gate = server.root / "nvidia-smi-may-answer"
+    real = server.bin_dir / "nvidia-smi-real"
+    (server.bin_dir / "nvidia-smi").rename(real)
+    wrapper = server.bin_dir / "nvidia-smi"
+    wrapper.write_text(f"#!/bin/sh\nwhile [ ! -e {gate} ]; do sleep 0.05; done\n"
+                       f'exec {real} "$@"\n')
+    wrapper.chmod(0o755)
+    return gate
+
+
+def run_in_thread(tmp_path: Path, server: SshServer, **keys: Any) -> tuple[Any, Store, Any]:
+    (tmp_path / "code").mkdir(parents=True, exist_ok=True)
+    config = parse_experiment({
+        "searchSpace": {"x": {"_type": "uniform", "_value": [0, 1]}},
+        "trialCommand": "sleep 0.2", "trialCodeDirectory": "code",
+        "trialConcurrency": 2, "maxTrialNumber": 2, "tuner": {"name": "Random"}, **keys,
+    }, base_dir=tmp_path)
+    store = Store(tmp_path / "home" / "remotetune.db")
+    controller = Controller(config, (server.spec(slots=2),), store,
+                            ControllerOptions(home=tmp_path / "home"))
+    exp = controller.create()
+    thread = threading.Thread(target=controller.run, daemon=True)
+    thread.start()
+    return thread, store, exp
+
+
+def test_trials_without_gpus_do_not_wait_for_nvidia_smi(ssh_host: SshServer,
+                                                        tmp_path: Path) -> None:
+    """No trialGpuNumber: the trials run and end while the host's nvidia-smi still has not
+    answered; with trialGpuNumber 1 none starts until it has (the GPUs are placed by it)."""
+    gate = gate_nvidia_smi(ssh_host)
+    thread, store, exp = run_in_thread(tmp_path / "cpu", ssh_host)
+    try:
+        thread.join(timeout=60)
+        assert not thread.is_alive()
+        assert [t.status for t in store.trials(exp.id)] == [TrialStatus.SUCCEEDED] * 2
+        assert not gate.exists()
+    finally:
+        gate.touch()  # lets the agents' nvidia-smi end
+    gate.unlink()
+    thread, store, exp = run_in_thread(tmp_path / "gpu", ssh_host, trialGpuNumber=1)
+    try:
+        time.sleep(1.5)
+        assert all(t.started_at is None for t in store.trials(exp.id))
+    finally:
+        gate.touch()
+    thread.join(timeout=60)
+    assert not thread.is_alive()
+    assert [t.status for t in store.trials(exp.id)] == [TrialStatus.SUCCEEDED] * 2
+
+
 def test_a_hosts_first_fill_is_one_request(ssh_host: SshServer, tmp_path: Path,
                                            monkeypatch: pytest.MonkeyPatch) -> None:
     """Three free slots on one host: one ``launches`` request of three trials, not three
@@ -110,3 +164,41 @@ def test_a_hosts_first_fill_is_one_request(ssh_host: SshServer, tmp_path: Path,
     for trial in trials:  # each trial's own directory on the host
         assert os.path.exists(os.path.join(str(ssh_host.workdir), "experiments", exp.id,
                                            "trials", trial.id, "exit.json"))
+
+
+def test_a_gpu_reading_never_holds_the_agent(ssh_host: SshServer) -> None:
+    """exec with ``within: 0``: a slow nvidia-smi answers "pending" at once and the agent
+    serves launches and polls meanwhile; a later exec collects the reading."""
+    gate = gate_nvidia_smi(ssh_host)
+    session = HostSession(ssh_host.spec())
+    session.open(gpus_early=True)
+    try:
+        assert session.gpus(within=0.0) is None
+        trial_dir = session.trial_dir("e", "t1")
+        started = session.launch("t1", trial_dir, files_for(session, trial_dir, "exit 0\n"))
+        assert wait_exited(session, "t1", trial_dir).exit.code == 0 and started.pid
+        assert session.gpus(within=0.0) is None  # still not answered, still not waited for
+        gate.touch()
+        deadline = time.monotonic() + 10
+        reading = None
+        while reading is None and time.monotonic() < deadline:
+            reading = session.gpus(within=0.0)
+            time.sleep(0.05)
+        assert reading is not None and reading.gpus is not None and len(reading.gpus) == 2
+    finally:
+        gate.touch()
+        session.close()
+
+
+def test_exec_past_its_timeout_is_killed_and_fails() -> None:
+    from remotetune.backends.hostpool._host import execops
+
+    request = {"argv": ["sleep", "5"], "timeout": 0.5, "within": 0}
+    assert execops.op_exec(".", request, None) == {"found": True, "pending": True}
+    time.sleep(0.6)
+    with pytest.raises(RuntimeError, match="did not answer within 0.5 s"):
+        execops.op_exec(".", request, None)
+    assert ("sleep", "5") not in execops._EARLY
+    answer = execops.op_exec(".", {"argv": ["echo", "hi"], "within": 5}, None)
+    assert answer["code"] == 0 and answer["stdout"] == "hi\n"
+    assert execops.op_exec(".", {"argv": ["no-such-command-here"]}, None)["found"] is False

@@ -33,6 +33,7 @@ from remotetune.model import EventLevel, HostSpec, HostState, Placement, TrialRe
 
 LONG_POLL = 1.0  # seconds a host's agent may hold a poll that has no news (docs/protocol.md)
 IDLE_WAIT = 0.25  # the controller's longest sleep: budgets, host states, reconnects
+GPU_PENDING_RETRY = 0.25  # seconds before asking again for a GPU reading still being taken
 
 
 class HostPoolBackend(WorkerBackend):
@@ -77,11 +78,15 @@ class HostPoolBackend(WorkerBackend):
 
     def _connect_work(self, worker: HostWorker, spec: OpenSpec) -> Callable[[], Any]:
         manifest, objects, session = spec.manifest, spec.objects_dir, worker.session
+        # Placing trials needs the host's GPUs only when they take GPUs or gpuIndices must
+        # be checked; else the first trials do not wait for nvidia-smi (a real one can take
+        # a second), whose reading is collected at the first tick, after their launches.
+        wait_gpus = self.slots.schedules_gpus or bool(worker.spec.gpu_indices)
 
-        def connect() -> tuple[Any, str, GpuReport]:
+        def connect() -> tuple[Any, str, GpuReport | None]:
             info = session.open(gpus_early=True)  # nvidia-smi runs while the code syncs
             snapshot = session.sync(manifest, objects)
-            return info, snapshot, session.gpus()
+            return info, snapshot, session.gpus() if wait_gpus else None
 
         return connect
 
@@ -181,7 +186,7 @@ class HostPoolBackend(WorkerBackend):
             if not worker.gpu_in_flight and now >= worker.next_gpu_at:
                 worker.gpu_in_flight = True
                 worker.next_gpu_at = now + self._gpu_refresh
-                worker.submit(Op.GPUS, worker.session.gpus)
+                worker.submit(Op.GPUS, worker.session.gpus, 0.0)  # never holds the agent
 
     def _poll(self, worker: HostWorker, requests: list[PollRequest]) -> None:
         """Keep one long poll out per host, over the trials the controller wants polled."""
@@ -220,7 +225,7 @@ class HostPoolBackend(WorkerBackend):
         self._misfit.pop(worker.name, None)
         was_down = self._mark_ready(worker, snapshot)
         self._apply_gpus(worker, gpus)
-        worker.next_gpu_at = now + self._gpu_refresh
+        worker.next_gpu_at = now + self._gpu_refresh if gpus is not None else now
         self.slots.set_reachable(worker.name, True)
         verb = "back" if was_down else "ready"
         return [Report(ReportKind.HOST_READY, worker.name,
@@ -236,7 +241,9 @@ class HostPoolBackend(WorkerBackend):
 
     def _on_gpus(self, worker: HostWorker, item: Completion, now: float) -> list[Report]:
         worker.gpu_in_flight = False
-        if item.error is None:
+        if item.error is None and item.result is None:  # nvidia-smi still running
+            worker.next_gpu_at = min(worker.next_gpu_at, now + GPU_PENDING_RETRY)
+        elif item.error is None:
             self._apply_gpus(worker, item.result)
         return []
 

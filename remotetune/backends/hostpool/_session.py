@@ -273,8 +273,13 @@ class HostSession:
             stderr = (stderr + "\n" + answer["launcher"]).strip()
         return answer["stdout"], stderr
 
-    def gpus(self) -> GpuReport:
-        answer = self._agent().call("exec", argv=list(NVIDIA_SMI_ARGS), timeout=30)
+    def gpus(self, within: float | None = None) -> GpuReport | None:
+        """nvidia-smi's reading. With ``within`` the agent waits that long at most: None means
+        still running (collected by a later call; the agent's channel is not held)."""
+        fields: dict[str, Any] = {} if within is None else {"within": within}
+        answer = self._agent().call("exec", argv=list(NVIDIA_SMI_ARGS), timeout=30, **fields)
+        if answer.get("pending"):
+            return None
         if not answer["found"]:
             return GpuReport(None, "nvidia-smi not found")
         if answer["code"] == 6:  # "No devices were found"

@@ -360,6 +360,11 @@ class SlotTable:
         usable = [g for g in state.eligible() if not state.blocked_by_others(g, counts)]
         return 0 if len(usable) < needed else len(usable) * state.spec.max_trials_per_gpu // needed
 
+    @property
+    def schedules_gpus(self) -> bool:
+        """Whether trials take GPUs (``trialGpuNumber`` >= 1): placing needs GPU readings."""
+        return bool(self._gpu_number)
+
     def capacity(self) -> int:
         """Trials that could run at once on the reachable hosts now (for progress and ETA)."""
         return sum(self.slots(name) for name, s in self._hosts.items() if s.reachable)

@@ -3,6 +3,12 @@
 Standard library, Python 3.8 (shipped with the agent). The connect bootstrap may name an
 argv to start at once (:func:`start_early`): nvidia-smi then runs while the code syncs, and
 the first ``exec`` of the same argv collects its output instead of starting it again.
+
+With ``within`` (seconds) an ``exec`` waits no longer than that: a command still running is
+left running and the answer says ``pending``; the next ``exec`` of the same argv collects it.
+The periodic GPU reading uses ``within: 0``, so a slow or hung nvidia-smi never holds the
+agent's one channel (polls, launches and kills) for more than a moment; past ``timeout``
+from its start the command is killed and the ``exec`` fails.
 """
 
 from __future__ import annotations
@@ -10,8 +16,10 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import time
 
-_EARLY: dict = {}  # argv tuple -> Popen, until the first exec of that argv
+_EARLY: dict = {}  # argv tuple -> Popen, until an exec of that argv collects it
+_STARTED: dict = {}  # argv tuple -> when it was started (time.monotonic)
 _REAPED: dict = {}  # pid -> exit code, for an early command the agent's reaper collected
 
 
@@ -22,6 +30,7 @@ def start_early(argv) -> None:
     try:
         _EARLY[tuple(argv)] = subprocess.Popen(
             argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        _STARTED[tuple(argv)] = time.monotonic()
     except OSError:
         pass
 
@@ -37,18 +46,32 @@ def reaped(pid: int, status: int) -> None:
 
 
 def op_exec(workdir: str, req: dict, payload):
-    """Run a fixed argv (no shell) and return its output and exit code."""
+    """Run a fixed argv (no shell) and return its output and exit code (or ``pending``)."""
     argv = [str(a) for a in req["argv"]]
+    key = tuple(argv)
     timeout = float(req.get("timeout", 20))
-    early = _EARLY.pop(tuple(argv), None)
-    if early is not None:
-        out, err = early.communicate(timeout=timeout)
-        code = _REAPED.pop(early.pid, early.returncode)
-    elif shutil.which(argv[0]) is None:
-        return {"found": False, "code": None, "stdout": "", "stderr": "%s: not found" % argv[0]}
-    else:
-        proc = subprocess.run(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                              stderr=subprocess.PIPE, timeout=timeout)
-        out, err, code = proc.stdout, proc.stderr, proc.returncode
+    if key not in _EARLY:
+        if shutil.which(argv[0]) is None:
+            return {"found": False, "code": None, "stdout": "",
+                    "stderr": "%s: not found" % argv[0]}
+        start_early(argv)
+    proc = _EARLY.get(key)
+    if proc is None:  # found, but it could not be started
+        return {"found": True, "code": 126, "stdout": "", "stderr": "cannot run %s" % argv[0]}
+    deadline = _STARTED[key] + timeout
+    left = deadline - time.monotonic()
+    wait = req.get("within")
+    limit = left if wait is None else min(left, float(wait))
+    try:  # at least a moment: communicate reads the pipes only while its time lasts
+        out, err = proc.communicate(timeout=max(0.05, limit))
+    except subprocess.TimeoutExpired:
+        if wait is not None and time.monotonic() < deadline:
+            return {"found": True, "pending": True}
+        _EARLY.pop(key, None)
+        proc.kill()
+        proc.communicate()
+        raise RuntimeError("%s did not answer within %g s" % (argv[0], timeout)) from None
+    _EARLY.pop(key, None)
+    code = _REAPED.pop(proc.pid, proc.returncode)
     return {"found": True, "code": code, "stdout": out.decode("utf-8", "replace"),
             "stderr": err.decode("utf-8", "replace")}
