@@ -62,8 +62,8 @@ def op_exec(workdir: str, req: dict, payload):
     left = deadline - time.monotonic()
     wait = req.get("within")
     limit = left if wait is None else min(left, float(wait))
-    try:  # at least a moment: communicate reads the pipes only while its time lasts
-        out, err = proc.communicate(timeout=max(0.05, limit))
+    try:  # at least a moment (10 ms): communicate reads the pipes only while its time lasts
+        out, err = proc.communicate(timeout=max(0.01, limit))
     except subprocess.TimeoutExpired:
         if wait is not None and time.monotonic() < deadline:
             return {"found": True, "pending": True}
