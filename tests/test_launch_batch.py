@@ -18,8 +18,11 @@ from typing import Any
 import pytest
 from sshd import SshServer
 
+from remotetune.backends._base import ReportKind
 from remotetune.backends.hostpool._agent_client import AgentClient
+from remotetune.backends.hostpool._backend import HostPoolBackend
 from remotetune.backends.hostpool._session import HostSession, PollItem, RunState, launch_files
+from remotetune.backends.hostpool._workers import Completion, HostWorker, Op
 from remotetune.config import parse_experiment
 from remotetune.controller import Controller, ControllerOptions
 from remotetune.errors import AgentError
@@ -73,6 +76,42 @@ def test_launches_start_side_by_side_each_with_its_own_outcome(ssh_host: SshServ
         # the refused trial is the one launched before: still running, untouched
         assert session.poll([PollItem("t2", dirs["t2"], 0)])[0].state is RunState.RUNNING
         session.kill(busy.handle.ref or 0, 1.0, wait=True)
+    finally:
+        session.close()
+
+
+def test_a_gpu_held_elsewhere_refuses_its_trial_alone(ssh_host: SshServer) -> None:
+    """In a batch, a trial whose GPU another experiment holds is refused (it waits; the host
+    is not cordoned) while the others start: the outcome keeps the agent's details."""
+    session = HostSession(ssh_host.spec())
+    session.open()
+
+    def files(trial: str, gpu: int, script: str) -> tuple[str, str, dict[str, str]]:
+        trial_dir = session.trial_dir("e", trial)
+        return trial, trial_dir, launch_files(
+            parameters={}, parameter_id=0, script=script, cwd=session.absolute(trial_dir),
+            env={}, max_duration=None, kill_grace=1.0,
+            reserve={"indices": [gpu], "per_gpu": 1, "experiment": "other", "trial": trial})
+
+    try:
+        held = session.launch(*files("t0", 0, "sleep 30\n"))
+        outcomes = session.launch_many([files("t1", 0, "exit 0\n"), files("t2", 1, "exit 0\n")])
+        refused = outcomes[0]
+        assert isinstance(refused, AgentError) and refused.kind == "GpuReserved", refused
+        assert refused.details.get("gpu") == 0 and "reserved by experiment other" in str(refused)
+        assert not isinstance(outcomes[1], AgentError)
+        backend = HostPoolBackend([ssh_host.spec()], trial_gpu_number=1, default_slots=1,
+                                  poll_interval=0.02)
+        worker = HostWorker(ssh_host.spec(), session, lambda _: None)
+        backend._apply_gpus(worker, session.gpus())  # the host's two idle GPUs
+        reports = backend._on_launch(
+            worker, Completion(worker.name, Op.LAUNCH, ("t1", "t2"), outcomes, None),
+            time.time())
+        assert [(r.kind, r.trial_id) for r in reports] == [
+            (ReportKind.LAUNCH_REFUSED, "t1"), (ReportKind.LAUNCHED, "t2")]
+        assert worker.cordoned_until == 0.0  # busy, not broken
+        assert "GPU 0 reserved by experiment other" in (backend.slots.why_not() or "")
+        session.kill(held.handle.ref or 0, 1.0, wait=True)
     finally:
         session.close()
 

@@ -247,8 +247,9 @@ class HostPoolBackend(WorkerBackend):
             self._apply_gpus(worker, item.result)
         return []
 
-    def _on_launch(self, worker: HostWorker, item: Completion, now: float) -> list[Report]:
-        error = item.error
+    def _launched(self, worker: HostWorker, trial_id: str, outcome: Any, now: float) -> Report:
+        """One trial's launch outcome (alone or in a batch)."""
+        error = outcome if isinstance(outcome, BaseException) else None
         if isinstance(error, AgentError) and error.kind == "GpuReserved":
             # Another controller's trial holds the GPU: busy, not broken (no cordon).
             gpu, holders = error.details.get("gpu"), error.details.get("holders", 1)
@@ -259,12 +260,12 @@ class HostPoolBackend(WorkerBackend):
             message = f"{worker.name}: {error.detail}"
             repeated = self._refused.get(worker.name) == message
             self._refused[worker.name] = message
-            return [Report(ReportKind.LAUNCH_REFUSED, worker.name, item.token,
-                           message=None if repeated else message, level=EventLevel.INFO)]
-        reports = super()._on_launch(worker, item, now)
+            return Report(ReportKind.LAUNCH_REFUSED, worker.name, trial_id,
+                          message=None if repeated else message, level=EventLevel.INFO)
+        report = super()._launched(worker, trial_id, outcome, now)
         if error is None:
             self._refused.pop(worker.name, None)
-        return reports
+        return report
 
     # ------------------------------------------------------------------ host states
 

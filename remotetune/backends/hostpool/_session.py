@@ -221,7 +221,8 @@ class HostSession:
             "launches", trials=[{"trial_dir": d, "files": f} for _, d, f in launches],
             timeout=60)
         return [_started(trial_id, self.name, r["info"]) if r.get("ok") else
-                AgentError(self.name, "launch", str(r.get("error")), str(r.get("kind")), None)
+                AgentError(self.name, "launch", str(r.get("error")), str(r.get("kind")),
+                           r.get("details") if isinstance(r.get("details"), dict) else None)
                 for (trial_id, _, _), r in zip(launches, answer["results"], strict=True)]
 
     def poll(self, items: Sequence[PollItem], max_bytes: int = 1 << 20,

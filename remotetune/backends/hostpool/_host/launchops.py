@@ -55,12 +55,15 @@ def op_launch(workdir: str, req: dict, payload):
 
 
 def _failed(exc: BaseException) -> dict:
-    return {"ok": False, "error": str(exc) or repr(exc), "kind": type(exc).__name__}
+    """As the agent answers a failed request (a refused GPU's ``details`` included)."""
+    return {"ok": False, "error": str(exc) or repr(exc), "kind": type(exc).__name__,
+            "details": getattr(exc, "details", None)}
 
 
 def op_launches(workdir: str, req: dict, payload):
     """``{"trials": [{"trial_dir", "files"}, ...]}`` -> ``{"results": [...]}`` in the same
-    order, each ``{"ok": true, "info": pid info}`` or ``{"ok": false, "error", "kind"}``."""
+    order, each ``{"ok": true, "info": pid info}`` or ``{"ok": false, "error", "kind",
+    "details"}``."""
     agent = _agent()
     results: list = []
     forked = []  # (index, trial_dir, spec, the launcher's report pipe)
