@@ -73,6 +73,9 @@ def import_module(module_name: str, code_directory: str | None, what: str,
                 file = candidate
                 break
     where = f" under {code_directory}" if code_directory else ""
+    loaded = sys.modules.get(module_name)
+    if file is not None and loaded is not None and getattr(loaded, "__file__", None) == str(file):
+        return loaded  # `run` built it while loading the file: the module runs once
     ensure_nni()  # code written for NNI imports nni.tuner / nni.assessor / nni.utils
     try:
         if file is None:

@@ -251,7 +251,8 @@ CUSTOM = """\
 import pathlib
 from remotetune.assessors import Assessor, Verdict
 
-pathlib.Path(__file__).with_name("imported.txt").write_text("yes")
+with open(pathlib.Path(__file__).with_name("imported.txt"), "a") as seen:
+    seen.write("imported\\n")
 
 
 class Mine(Assessor):
@@ -298,8 +299,12 @@ def test_a_good_custom_assessor_loads_for_run(tmp_path: Path) -> None:
     path.write_text(HEAD + "assessor:\n  className: mine.Mine\n  codeDirectory: .\n"
                     "  classArgs: {threshold: 0.7}\n")
     config = load_experiment(path, import_custom=True)
-    assert (tmp_path / "imported.txt").read_text() == "yes"
-    assert config.assessor is not None and config.assessor.class_args == {"threshold": 0.7}
+    assert (tmp_path / "imported.txt").read_text() == "imported\n"
+    spec = config.assessor
+    assert spec is not None and spec.class_args == {"threshold": 0.7}
+    built = create_assessor(spec.name, spec.class_args, code_directory=spec.code_directory)
+    assert type(built).__name__ == "Mine" and built.threshold == 0.7
+    assert (tmp_path / "imported.txt").read_text() == "imported\n"  # as the run builds it
 
 
 def _cli(home: Path, cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
