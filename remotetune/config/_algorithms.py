@@ -29,15 +29,18 @@ def _custom(sec: Section) -> bool:
 
 
 def _arg_error(sec: Section, args_sec: Section | None, err: RemotetuneError,
-               args: Mapping[str, Any]) -> Exception:
-    """A ConfigError at the class argument the message names (else at classArgs / name)."""
+               args: Mapping[str, Any], *, at: str | None = None,
+               hint: str | None = None) -> Exception:
+    """A ConfigError at the class argument the message names, else at ``at`` (with
+    ``hint``), else at classArgs / name."""
     text = str(err)
     if args_sec is not None:
         for key in args:
             if re.search(rf"'{re.escape(str(key))}'", text):
                 return args_sec.fail(str(key), text)
-        return sec.fail("classArgs", text)
-    return sec.fail("name", text)
+    if at is not None:
+        return sec.fail(at, text, hint=hint)
+    return sec.fail("classArgs" if args_sec is not None else "name", text)
 
 
 def check_tuner(top: Section, key: str, space: SearchSpace, seed: int | None) -> type | None:
@@ -148,7 +151,5 @@ def check_custom(top: Section, tuner_key: str, space: SearchSpace, seed: int | N
         try:
             build(str(sec.get(where)), args, None if code is None else str(code))
         except RemotetuneError as exc:
-            named = [k for k in args if re.search(rf"'{re.escape(str(k))}'", str(exc))]
-            if named and args_sec is not None:
-                raise args_sec.fail(str(named[0]), str(exc)) from None
-            raise sec.fail(where, str(exc), hint="fix the module path or the class") from None
+            raise _arg_error(sec, args_sec, exc, args, at=where,
+                             hint="fix the module path or the class") from None

@@ -93,10 +93,11 @@ class AgentClient:
                 with self._send_lock:
                     self._long_out = False
         if not answer.get("ok"):
-            raise self._failure(op, answer)
+            raise self.failure(op, answer)
         return answer
 
-    def _failure(self, op: str, answer: dict[str, Any]) -> AgentError:
+    def failure(self, op: str, answer: dict[str, Any]) -> AgentError:
+        """The error an ``ok: false`` answer (or one item of a batch answer) stands for."""
         details = answer.get("details")
         return AgentError(self.host, op, str(answer.get("error")), str(answer.get("kind")),
                           details if isinstance(details, dict) else None)
@@ -120,7 +121,7 @@ class AgentClient:
             answers = [self._answer(request_id, timeout) for request_id, _ in sent]
         for (_, op), answer in zip(sent, answers, strict=True):
             if not answer.get("ok"):
-                raise self._failure(op, answer)
+                raise self.failure(op, answer)
         return answers
 
     def _answer(self, request_id: int, timeout: float) -> dict[str, Any]:

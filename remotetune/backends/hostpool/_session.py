@@ -217,12 +217,12 @@ class HostSession:
         launcher, then reads their reports (docs/protocol.md). One outcome per trial."""
         for _, trial_dir, _ in launches:
             self._starts.pop(trial_dir, None)
-        answer = self._agent().call(
+        agent = self._agent()
+        answer = agent.call(
             "launches", trials=[{"trial_dir": d, "files": f} for _, d, f in launches],
             timeout=60)
         return [_started(trial_id, self.name, r["info"]) if r.get("ok") else
-                AgentError(self.name, "launch", str(r.get("error")), str(r.get("kind")),
-                           r.get("details") if isinstance(r.get("details"), dict) else None)
+                agent.failure("launch", r)
                 for (trial_id, _, _), r in zip(launches, answer["results"], strict=True)]
 
     def poll(self, items: Sequence[PollItem], max_bytes: int = 1 << 20,

@@ -428,6 +428,12 @@ def _read_exact(stream, size: int) -> bytes:
     return b"".join(chunks)
 
 
+def failure_answer(exc: BaseException) -> dict:
+    """How the agent answers a failure (a refused GPU's ``details`` included)."""
+    return {"ok": False, "error": str(exc) or repr(exc), "kind": type(exc).__name__,
+            "details": getattr(exc, "details", None)}
+
+
 def serve(workdir: str, stdin=None, stdout=None, hello=None) -> None:
     """Answer requests until stdin closes. The first line says the agent is ready, with
     ``hello``'s facts when given (the connect bootstrap's: no ``hello`` request needed)."""
@@ -460,8 +466,7 @@ def serve(workdir: str, stdin=None, stdout=None, hello=None) -> None:
         except EOFError:
             return
         except Exception as exc:  # noqa: BLE001 - every failure goes back to the controller
-            answer = {"id": req_id, "ok": False, "error": str(exc) or repr(exc),
-                      "kind": type(exc).__name__, "details": getattr(exc, "details", None)}
+            answer = dict(failure_answer(exc), id=req_id)
         stdout.write(json.dumps(answer).encode("utf-8") + b"\n")
         stdout.flush()
         reap_children()

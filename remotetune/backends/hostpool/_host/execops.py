@@ -18,8 +18,7 @@ import shutil
 import subprocess
 import time
 
-_EARLY: dict = {}  # argv tuple -> Popen, until an exec of that argv collects it
-_STARTED: dict = {}  # argv tuple -> when it was started (time.monotonic)
+_EARLY: dict = {}  # argv tuple -> (Popen, its start on time.monotonic), until an exec collects it
 _REAPED: dict = {}  # pid -> exit code, for an early command the agent's reaper collected
 
 
@@ -28,9 +27,9 @@ def start_early(argv) -> None:
     if shutil.which(argv[0]) is None:
         return  # exec says "not found" itself
     try:
-        _EARLY[tuple(argv)] = subprocess.Popen(
-            argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-        _STARTED[tuple(argv)] = time.monotonic()
+        _EARLY[tuple(argv)] = (subprocess.Popen(
+            argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE),
+            time.monotonic())
     except OSError:
         pass
 
@@ -38,7 +37,7 @@ def start_early(argv) -> None:
 def reaped(pid: int, status: int) -> None:
     """The agent's reaper (``waitpid(-1)``) collected ``pid``: keep its code if it is ours
     (``Popen`` would read a child reaped by someone else as exit 0)."""
-    if any(proc.pid == pid for proc in _EARLY.values()):
+    if any(proc.pid == pid for proc, _ in _EARLY.values()):
         if os.WIFEXITED(status):
             _REAPED[pid] = os.WEXITSTATUS(status)
         else:
@@ -55,10 +54,10 @@ def op_exec(workdir: str, req: dict, payload):
             return {"found": False, "code": None, "stdout": "",
                     "stderr": "%s: not found" % argv[0]}
         start_early(argv)
-    proc = _EARLY.get(key)
-    if proc is None:  # found, but it could not be started
+    if key not in _EARLY:  # found, but it could not be started
         return {"found": True, "code": 126, "stdout": "", "stderr": "cannot run %s" % argv[0]}
-    deadline = _STARTED[key] + timeout
+    proc, started = _EARLY[key]
+    deadline = started + timeout
     left = deadline - time.monotonic()
     wait = req.get("within")
     limit = left if wait is None else min(left, float(wait))
@@ -70,6 +69,7 @@ def op_exec(workdir: str, req: dict, payload):
         _EARLY.pop(key, None)
         proc.kill()
         proc.communicate()
+        _REAPED.pop(proc.pid, None)
         raise RuntimeError("%s did not answer within %g s" % (argv[0], timeout)) from None
     _EARLY.pop(key, None)
     code = _REAPED.pop(proc.pid, proc.returncode)

@@ -54,12 +54,6 @@ def op_launch(workdir: str, req: dict, payload):
         raise
 
 
-def _failed(exc: BaseException) -> dict:
-    """As the agent answers a failed request (a refused GPU's ``details`` included)."""
-    return {"ok": False, "error": str(exc) or repr(exc), "kind": type(exc).__name__,
-            "details": getattr(exc, "details", None)}
-
-
 def op_launches(workdir: str, req: dict, payload):
     """``{"trials": [{"trial_dir", "files"}, ...]}`` -> ``{"results": [...]}`` in the same
     order, each ``{"ok": true, "info": pid info}`` or ``{"ok": false, "error", "kind",
@@ -75,13 +69,13 @@ def op_launches(workdir: str, req: dict, payload):
             results.append(None)
         except Exception as exc:  # noqa: BLE001 - this trial's outcome, the others go on
             gpulocks.release(spec.get("gpu_locks", ()))
-            results.append(_failed(exc))
+            results.append(agent.failure_answer(exc))
     for index, trial_dir, spec, read_fd in forked:
         try:
             results[index] = {"ok": True, "info": agent.launcher_report(trial_dir, read_fd)}
         except Exception as exc:  # noqa: BLE001
             gpulocks.release(spec.get("gpu_locks", ()))
-            results[index] = _failed(exc)
+            results[index] = agent.failure_answer(exc)
     return {"results": results}
 
 
