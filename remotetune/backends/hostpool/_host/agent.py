@@ -25,7 +25,6 @@ import json
 import os
 import signal
 import socket
-import subprocess
 import sys
 import threading
 import time
@@ -33,7 +32,7 @@ import time
 try:  # on hosts: the shipped bundle; in the controller's own tree: the package
     from remotetune._host import (  # type: ignore[attr-defined]
         execops,
-        gpulocks,
+        launcher,
         launchops,
         pollops,
         reads,
@@ -42,7 +41,7 @@ try:  # on hosts: the shipped bundle; in the controller's own tree: the package
 except ImportError:
     from remotetune.backends.hostpool._host import (
         execops,
-        gpulocks,
+        launcher,
         launchops,
         pollops,
         reads,
@@ -105,14 +104,7 @@ def _same_process(pid, ticks) -> bool:
     return now is None or now == int(ticks)
 
 
-# --------------------------------------------------------------------------- launcher
-
-
-def _shell() -> str:
-    for candidate in ("/bin/bash", "/usr/bin/bash", "/bin/sh"):
-        if os.path.exists(candidate):
-            return candidate
-    return "sh"
+# ------------------------------------------------------- trial processes (launcher.py)
 
 
 def _trial_env(spec: dict) -> dict:
@@ -123,100 +115,6 @@ def _trial_env(spec: dict) -> dict:
     for key, value in spec.get("prepend_env", {}).items():
         env[key] = value + (os.pathsep + env[key] if env.get(key) else "")
     return env
-
-
-class _Overtime(Exception):
-    """Raised by SIGALRM in the launcher when the trial ran past max_duration."""
-
-
-def _overtime(signum, frame):
-    raise _Overtime()
-
-
-def _enforce_max_duration(proc, started: float, spec: dict):
-    """Wait while the trial may run; past max_duration TERM (then KILL) it: "timeout".
-
-    A blocking wait with an alarm at the deadline, not a sleep loop: the trial's end is
-    seen at once (its exit.json written), not up to a polling interval later.
-    """
-    max_duration = spec.get("max_duration")
-    grace = float(spec.get("kill_grace", 10.0))
-    if not max_duration:
-        return None
-    left = started + float(max_duration) - time.time()
-    if left > 0:
-        signal.signal(signal.SIGALRM, _overtime)
-        signal.setitimer(signal.ITIMER_REAL, left)
-        try:
-            try:
-                proc.wait()
-            finally:
-                signal.setitimer(signal.ITIMER_REAL, 0)
-        except _Overtime:
-            pass
-        if proc.returncode is not None:  # it ended (maybe just as the alarm rang)
-            return None
-    _terminate_group(proc.pid, grace, lambda: proc.poll() is not None)
-    return "timeout"
-
-
-def _run_launcher(trial_dir: str, spec: dict, report_fd: int) -> None:
-    """Runs in the detached grandchild: start the trial, wait, record how it ended."""
-    signal.signal(signal.SIGHUP, signal.SIG_IGN)
-    signal.signal(signal.SIGTERM, signal.SIG_DFL)
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    env = _trial_env(spec)
-    script = os.path.join(trial_dir, "run.sh")
-    out = open(os.path.join(trial_dir, "stdout.log"), "ab")
-    err = open(os.path.join(trial_dir, "stderr.log"), "ab")
-    started = time.time()
-    try:
-        proc = subprocess.Popen(
-            [_shell(), script],
-            cwd=spec.get("cwd") or trial_dir,
-            env=env,
-            stdin=subprocess.DEVNULL,
-            stdout=out,
-            stderr=err,
-            start_new_session=True,
-        )
-    except OSError as exc:
-        write_atomic(
-            os.path.join(trial_dir, "exit.json"),
-            json.dumps({"code": 127, "signal": None, "ended": time.time(),
-                        "reason": "launch failed: %s" % exc}).encode(),
-        )
-        gpulocks.release(spec.get("gpu_locks", ()))
-        os.write(report_fd, json.dumps({"error": str(exc)}).encode())
-        return
-    info = {
-        "pid": proc.pid,
-        "pgid": proc.pid,
-        "launcher_pid": os.getpid(),
-        "started": started,
-        "hostname": socket.gethostname(),
-        "ticks": _start_ticks(proc.pid),
-        "launcher_ticks": _start_ticks(os.getpid()),
-    }
-    write_atomic(os.path.join(trial_dir, "pid.json"), json.dumps(info).encode())
-    gpulocks.bind(spec.get("gpu_locks", ()), info)  # the GPUs are this trial's now
-    os.write(report_fd, json.dumps(info).encode())
-    os.close(report_fd)
-    out.close()
-    err.close()
-
-    reason = _enforce_max_duration(proc, started, spec)
-    code = proc.wait()
-    # Reap what is left of the group (a trial's own children) once the shell is gone.
-    ended = time.time()
-    sig = -code if code < 0 else None
-    result = {"code": code if code >= 0 else 128 + (sig or 0), "signal": sig,
-              "ended": ended, "reason": reason}
-    if code == SETUP_FAILED_EXIT:
-        result["reason"] = "setup failed"
-    # The GPUs go back before exit.json tells the controller: its next trial finds them free.
-    gpulocks.release(spec.get("gpu_locks", ()))
-    write_atomic(os.path.join(trial_dir, "exit.json"), json.dumps(result).encode())
 
 
 def _terminate_group(pgid: int, grace: float, gone=None) -> bool:
@@ -234,66 +132,6 @@ def _terminate_group(pgid: int, grace: float, gone=None) -> bool:
     except ProcessLookupError:
         pass
     return not group_alive(pgid)
-
-
-def launch(trial_dir: str, spec: dict) -> dict:
-    """Start the trial detached and return its pid info (:func:`fork_launcher`, then
-    :func:`launcher_report`)."""
-    return launcher_report(trial_dir, fork_launcher(trial_dir, spec))
-
-
-def fork_launcher(trial_dir: str, spec: dict) -> int:
-    """Fork the trial's launcher; returns the pipe its pid info comes back on.
-
-    One fork: the child starts a new session (no controlling terminal, out of the SSH
-    session's process group, SIGHUP ignored) and becomes the trial's launcher. The agent
-    reaps it if it ends while the agent still runs; otherwise init does.
-    """
-    read_fd, write_fd = os.pipe()
-    child = os.fork()
-    if child == 0:
-        try:
-            os.close(read_fd)
-            os.setsid()
-            devnull = os.open(os.devnull, os.O_RDWR)
-            log = os.open(os.path.join(trial_dir, "launcher.log"),
-                          os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
-            os.dup2(devnull, 0)
-            os.dup2(devnull, 1)
-            os.dup2(log, 2)
-            try:
-                _run_launcher(trial_dir, spec, write_fd)
-            except BaseException as exc:  # noqa: BLE001 - last words go to launcher.log
-                os.write(2, ("launcher error: %r\n" % (exc,)).encode())
-                os._exit(1)
-            os._exit(0)
-        except BaseException:  # noqa: BLE001
-            os._exit(1)
-    os.close(write_fd)
-    return read_fd
-
-
-def launcher_report(trial_dir: str, read_fd: int) -> dict:
-    """The pid info the launcher forked by :func:`fork_launcher` sends once the trial runs."""
-    chunks = []
-    try:
-        while True:
-            chunk = os.read(read_fd, 4096)
-            if not chunk:
-                break
-            chunks.append(chunk)
-            if chunk.endswith(b"}"):
-                break
-    finally:
-        os.close(read_fd)
-    raw = b"".join(chunks)
-    if not raw:
-        raise RuntimeError("the launcher died before starting the trial; see %s/launcher.log"
-                           % trial_dir)
-    info = json.loads(raw.decode())
-    if "error" in info:
-        raise RuntimeError("cannot start the trial: %s" % info["error"])
-    return info
 
 
 def reap_children() -> None:
@@ -335,9 +173,9 @@ def op_write(workdir: str, req: dict, payload):
 
 
 def _trial_alive(pid_info: dict) -> bool:
-    pgid, launcher = int(pid_info["pgid"]), pid_info.get("launcher_pid")
+    pgid, launcher_pid = int(pid_info["pgid"]), pid_info.get("launcher_pid")
     return (group_alive(pgid) and _same_process(pgid, pid_info.get("ticks"))) or (
-        _pid_alive(launcher) and _same_process(launcher, pid_info.get("launcher_ticks")))
+        _pid_alive(launcher_pid) and _same_process(launcher_pid, pid_info.get("launcher_ticks")))
 
 
 # Whether a request waits on the agent's input, and its descriptor (set by serve): a long
@@ -447,6 +285,13 @@ def serve(workdir: str, stdin=None, stdout=None, hello=None) -> None:
         ready["hello"] = hello
     stdout.write(json.dumps(ready).encode("utf-8") + b"\n")
     stdout.flush()
+    try:
+        _answer_requests(workdir, stdin, stdout)
+    finally:
+        launcher.discard()
+
+
+def _answer_requests(workdir: str, stdin, stdout) -> None:
     while True:
         line = stdin.readline()
         if not line:
@@ -470,6 +315,7 @@ def serve(workdir: str, stdin=None, stdout=None, hello=None) -> None:
         stdout.write(json.dumps(answer).encode("utf-8") + b"\n")
         stdout.flush()
         reap_children()
+        launcher.replenish()  # the next launch's process, forked while the controller works
 
 
 def start(workdir: str, probe: dict, early=None) -> None:
