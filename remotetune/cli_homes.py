@@ -20,6 +20,7 @@ from typing import Any
 
 from remotetune.cli_support import make_console, print_json
 from remotetune.errors import StoreError
+from remotetune.home import HOME_ENV, default_home
 from remotetune.view._safe import clean
 
 EXIT_OK = 0
@@ -27,15 +28,11 @@ POINTERS = "homes"
 
 
 def _default_home() -> Path:
-    from remotetune.store import Store
-
-    return Store.default_path().parent
+    return default_home()
 
 
 def use_experiment_home(config: Any) -> Path | None:
     """Make the experiment's own home (if its file names one) this process's home."""
-    from remotetune.store._store import HOME_ENV
-
     home = config.home
     default = _default_home()
     if home is None or Path(home).resolve() == default.resolve():
@@ -82,12 +79,11 @@ def known_homes() -> list[Path]:
 def locate_experiment(args: argparse.Namespace) -> None:
     """For a command given an experiment id: when the default store lacks it, use the home
     (from the pointers) whose store has it."""
-    from remotetune.store import Store
-    from remotetune.store._store import HOME_ENV
-
     exp_id = getattr(args, "experiment", None)
     if not isinstance(exp_id, str) or not exp_id:
         return
+    from remotetune.store import Store  # only now: `run` imports it while hosts connect
+
     for index, home in enumerate(known_homes()):
         path = home / "remotetune.db"
         if not path.is_file():

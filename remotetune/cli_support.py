@@ -21,6 +21,8 @@ from remotetune import jsonsafe
 from remotetune.model import HostSpec, TrialRecord, TrialStatus
 from remotetune.view._safe import clean
 
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_HOST, EXIT_STOPPED = 0, 1, 2, 3, 130
+
 PIPE_WIDTH = 4000
 
 

@@ -13,6 +13,7 @@ from typing import Any
 
 from remotetune.cli_support import make_console
 from remotetune.errors import ConfigError, ExperimentNotRunning
+from remotetune.home import default_home
 from remotetune.view._safe import clean
 
 EXIT_OK = 0
@@ -49,9 +50,7 @@ def limits_from(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def _home() -> Path:
-    from remotetune.store import Store
-
-    return Store.default_path().parent
+    return default_home()
 
 
 def cmd_update(args: argparse.Namespace) -> int:

@@ -168,6 +168,11 @@ class Backend(abc.ABC):
     def hosts(self) -> tuple[str, ...]:
         """The hosts this backend runs trials on (unique names across backends)."""
 
+    def warm(self) -> None:  # noqa: B027 (optional hook)
+        """Start what needs no experiment yet (the host pool: its SSH connections and
+        agents), while the caller opens the store and freezes the code; :meth:`open` goes
+        on from there. A failure here is reported by :meth:`open`'s connect, as its own."""
+
     @abc.abstractmethod
     def open(self, spec: OpenSpec, sink: Sink) -> None:
         """Start connecting every host; outcomes arrive on ``sink``."""

@@ -7,7 +7,6 @@ from remotetune.controller._controller import (
     ControllerOptions,
     StopMode,
     ViewState,
-    default_backends,
 )
 
 __all__ = [
@@ -20,5 +19,4 @@ __all__ = [
     "TransitionError",
     "TrialBook",
     "ViewState",
-    "default_backends",
 ]

@@ -17,7 +17,14 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from remotetune.backends import Backend, Envelope, OpenSpec, PlaceResult, ReportKind
+from remotetune.backends import (
+    Backend,
+    Envelope,
+    OpenSpec,
+    PlaceResult,
+    ReportKind,
+    default_backends,
+)
 from remotetune.config import ExperimentConfig
 from remotetune.controller._assess import AssessDone, AssessFlow
 from remotetune.controller._book import TrialBook
@@ -72,32 +79,6 @@ class ViewState:
     waiting_reason: str | None
 
 
-def default_backends(config: ExperimentConfig, hosts: Sequence[HostSpec],
-                     options: ControllerOptions) -> list[Backend]:
-    """Entries with a `slurm:` mapping go to a SlurmBackend, the rest to the host pool."""
-    from remotetune.backends.hostpool import HostPoolBackend
-
-    plain = [h for h in hosts if h.slurm is None]
-    clusters = [h for h in hosts if h.slurm is not None]
-    backends: list[Backend] = []
-    if plain or not clusters:
-        backends.append(HostPoolBackend(
-            plain, trial_gpu_number=config.trial_gpu_number,
-            default_slots=config.trial_concurrency,  # a host without `slots:` (docs/config.md)
-            poll_interval=config.poll_interval, gpu_refresh=options.gpu_refresh,
-            host_state_interval=options.host_state_interval,
-            local_workdir=str(options.home / "host"),
-            local_code_dir=None if config.local_snapshot else str(config.trial_code_directory)))
-    if clusters:
-        from remotetune.backends.slurm import SlurmBackend
-
-        backends.append(SlurmBackend(
-            clusters, trial_gpu_number=config.trial_gpu_number,
-            default_max_jobs=config.trial_concurrency, poll_interval=config.poll_interval,
-            host_state_interval=options.host_state_interval))
-    return backends
-
-
 class Controller(AssessFlow, TrialFlow, LimitFlow):
     def __init__(
         self,
@@ -117,8 +98,9 @@ class Controller(AssessFlow, TrialFlow, LimitFlow):
         self.on_event = on_event
         self.clock: Clock = clock or SystemClock()
         self.inbox: queue.Queue[Envelope] = queue.Queue()
-        self.backends = list(backends if backends is not None
-                             else default_backends(config, hosts, options))
+        self.backends = list(backends if backends is not None else default_backends(
+            config, hosts, home=options.home, gpu_refresh=options.gpu_refresh,
+            host_state_interval=options.host_state_interval))
         self.backend_of: dict[str, Backend] = {}  # host -> its backend
         for backend in self.backends:
             for host in backend.hosts():
@@ -138,6 +120,7 @@ class Controller(AssessFlow, TrialFlow, LimitFlow):
         self.tuner: Any = None  # built in _start (its imports take a while)
         self._host_states: dict[str, HostState] = {}
         self._lock = threading.Lock()  # guards what the view thread reads
+        self.started = False  # run() was called: it closes the backends when it ends
 
     # ------------------------------------------------------------------ public
 
@@ -181,6 +164,7 @@ class Controller(AssessFlow, TrialFlow, LimitFlow):
     def run(self) -> ExperimentStatus:
         """Run (or resume) until done or stopped. Returns the final experiment status."""
         assert self.experiment is not None, "call create() or pass experiment= to resume"
+        self.started = True  # the backends are this run's to close
         try:
             self._start()
             self._loop()

@@ -10,9 +10,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 from remotetune.errors import StoreError
+from remotetune.home import HOME_ENV
 
-HOME_ENV = "REMOTETUNE_HOME"
-DB_NAME = "remotetune.db"
 BUSY_TIMEOUT_S = 10.0
 
 

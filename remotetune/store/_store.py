@@ -22,6 +22,7 @@ from types import TracebackType
 from typing import Any
 
 from remotetune.errors import ExperimentNotFound, StoreError
+from remotetune.home import DB_NAME, HOME_ENV, default_home
 from remotetune.model import (
     EventRecord,
     ExperimentRecord,
@@ -34,8 +35,6 @@ from remotetune.model import (
 from remotetune.store import _codec as codec
 from remotetune.store._open import (
     BUSY_TIMEOUT_S,
-    DB_NAME,
-    HOME_ENV,
     connect_reader,
     connect_writer,
     create_atomically,
@@ -138,9 +137,7 @@ class Store:
     @staticmethod
     def default_path() -> Path:
         """``$REMOTETUNE_HOME/remotetune.db``, else ``~/.remotetune/remotetune.db``."""
-        home = os.environ.get(HOME_ENV)
-        base = Path(home).expanduser() if home else Path.home() / ".remotetune"
-        return base / DB_NAME
+        return default_home() / DB_NAME
 
     @classmethod
     def open_default(cls, *, readonly: bool = False) -> Store:

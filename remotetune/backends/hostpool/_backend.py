@@ -84,11 +84,18 @@ class HostPoolBackend(WorkerBackend):
         wait_gpus = self.slots.schedules_gpus or bool(worker.spec.gpu_indices)
 
         def connect() -> tuple[Any, str, GpuReport | None]:
-            info = session.open(gpus_early=True)  # nvidia-smi runs while the code syncs
+            warmed, info = worker.warmed()  # opened already, while the run started up
+            if not warmed:
+                info = session.open(gpus_early=True)  # nvidia-smi runs while the code syncs
             snapshot = session.sync(manifest, objects)
             return info, snapshot, session.gpus() if wait_gpus else None
 
         return connect
+
+    def _warm_work(self, worker: HostWorker) -> Callable[[], Any] | None:
+        if not worker.spec.local:  # paramiko is imported here, before the thread needs it
+            import remotetune.transport.ssh  # noqa: F401
+        return functools.partial(worker.session.open, gpus_early=True)
 
     def _set_reachable(self, worker: HostWorker, reachable: bool) -> None:
         self.slots.set_reachable(worker.name, reachable)

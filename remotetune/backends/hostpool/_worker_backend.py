@@ -61,6 +61,7 @@ class WorkerBackend(Backend):
         self._state_at: dict[str, float] = {}
         self.workers: dict[str, HostWorker] = {}
         self._spec: OpenSpec | None = None
+        self._sink: Sink | None = None
         self._handlers: dict[Op, Handler] = {
             Op.CONNECT: self._on_connect,
             Op.LAUNCH: self._on_launch,
@@ -102,15 +103,32 @@ class WorkerBackend(Backend):
     def hosts(self) -> tuple[str, ...]:
         return tuple(s.name for s in self._specs)
 
-    def open(self, spec: OpenSpec, sink: Sink) -> None:
-        self._spec = spec
+    def _warm_work(self, worker: HostWorker) -> Callable[[], Any] | None:
+        """The part of a connect that needs no experiment (:meth:`warm`), or None."""
+        return None
+
+    def warm(self) -> None:
+        self._make_workers()
+        for worker in self.workers.values():
+            work = self._warm_work(worker)
+            if work is not None:
+                worker.warm(work)
+
+    def _make_workers(self) -> None:
+        if self.workers:
+            return
 
         def to_inbox(item: Completion) -> None:
-            sink(Envelope(self.name, item))
+            assert self._sink is not None  # set by open(): jobs that report come after it
+            self._sink(Envelope(self.name, item))
 
         for host in self._specs:
             self.workers[host.name] = HostWorker(host, self._new_session(host), to_inbox)
             self._added(self.workers[host.name])
+
+    def open(self, spec: OpenSpec, sink: Sink) -> None:
+        self._spec, self._sink = spec, sink
+        self._make_workers()
         for worker in self.workers.values():
             self._submit_connect(worker)
 

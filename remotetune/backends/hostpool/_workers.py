@@ -14,7 +14,7 @@ from __future__ import annotations
 import enum
 import logging
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -73,17 +73,34 @@ class HostWorker:
     gpus: tuple[GpuInfo, ...] = ()
     gpu_error: str | None = None
     _executor: ThreadPoolExecutor | None = field(default=None, repr=False)
+    _warm: Future[Any] | None = field(default=None, repr=False)  # see warm()
 
     @property
     def name(self) -> str:
         return self.spec.name
 
-    def submit(self, op: Op, fn: Callable[..., Any], *args: Any, token: Any = None) -> None:
+    def _run(self, job: Callable[[], Any]) -> Future[Any]:
         if self._executor is None:
             self._executor = ThreadPoolExecutor(
                 max_workers=1, thread_name_prefix=f"host-{self.name}"
             )
+        return self._executor.submit(job)
 
+    def warm(self, fn: Callable[[], Any]) -> None:
+        """Run ``fn`` (the first part of a connect) on this host's thread now, before the
+        connect is submitted; the connect takes its outcome (:meth:`warmed`)."""
+        self._warm = self._run(fn)
+
+    def warmed(self) -> tuple[bool, Any]:
+        """On this host's thread, once: ``(True, result)`` of the warm-up (or what it
+        raised, raised again); ``(False, None)`` when there was none. It ran before the
+        caller's job, on the same thread, so it is done."""
+        future, self._warm = self._warm, None
+        if future is None:
+            return False, None
+        return True, future.result()
+
+    def submit(self, op: Op, fn: Callable[..., Any], *args: Any, token: Any = None) -> None:
         def job() -> None:
             try:
                 result, error = fn(*args), None
@@ -91,7 +108,7 @@ class HostWorker:
                 result, error = None, exc
             self.sink(Completion(self.name, op, token, result, error))
 
-        self._executor.submit(job)
+        self._run(job)
         if op is not Op.POLL and self.poll_in_flight:
             self.session.wake()  # a long poll must not hold this operation back
 
