@@ -124,3 +124,27 @@ def test_cancel_is_one_scancel_and_checks_ids(agent: Agent) -> None:
     bad = agent.call("slurm_cancel", job_ids=["7; rm -rf ~"])
     assert not bad["ok"] and "not a job id" in bad["error"]
     assert agent.calls() == ["scancel 7 8"]
+
+
+def test_the_jobs_launcher_runs_the_trial_from_the_shipped_bundle(agent: Agent) -> None:
+    """What a Slurm job runs (``python slurmops.py run DIR``, slurm_commands.py), here as a
+    plain process: it must find every helper it borrows from the bundle's agent."""
+    from remotetune.backends.hostpool._session import launch_files
+
+    trial_dir = agent.work / "t1"
+    trial_dir.mkdir()
+    files = launch_files(parameters={"x": 1}, parameter_id=0,
+                         script='echo "ran with $CUDA_VISIBLE_DEVICES"\nexit 3\n',
+                         cwd=str(trial_dir), env={"CUDA_VISIBLE_DEVICES": "1"},
+                         max_duration=None, kill_grace=1.0)
+    for name, text in files.items():
+        (trial_dir / name).write_text(text)
+    lib = agent.work.parent / "lib"
+    done = subprocess.run(
+        [sys.executable, str(lib / "remotetune" / "_host" / "slurmops.py"), "run",
+         str(trial_dir)], env={**os.environ, "PYTHONPATH": str(lib)}, timeout=30,
+        capture_output=True, text=True)
+    assert done.returncode == 3, done.stderr
+    assert json.loads((trial_dir / "exit.json").read_text())["code"] == 3
+    assert json.loads((trial_dir / "pid.json").read_text())["pid"] > 0
+    assert (trial_dir / "stdout.log").read_text() == "ran with 1\n"

@@ -107,6 +107,13 @@ def _same_process(pid, ticks) -> bool:
 # ------------------------------------------------------- trial processes (launcher.py)
 
 
+def _shell() -> str:
+    for candidate in ("/bin/bash", "/usr/bin/bash", "/bin/sh"):
+        if os.path.exists(candidate):
+            return candidate
+    return "sh"
+
+
 def _trial_env(spec: dict) -> dict:
     env = dict(os.environ)
     env.update({str(k): str(v) for k, v in spec.get("env", {}).items()})

@@ -37,13 +37,6 @@ def _agent():
     return agent
 
 
-def _shell() -> str:
-    for candidate in ("/bin/bash", "/usr/bin/bash", "/bin/sh"):
-        if os.path.exists(candidate):
-            return candidate
-    return "sh"
-
-
 class _Overtime(Exception):
     """Raised by SIGALRM in the launcher when the trial ran past max_duration."""
 
@@ -92,7 +85,7 @@ def _run_launcher(trial_dir: str, spec: dict, report_fd: int) -> None:
     started = time.time()
     try:
         proc = subprocess.Popen(
-            [_shell(), script],
+            [agent._shell(), script],
             cwd=spec.get("cwd") or trial_dir,
             env=env,
             stdin=subprocess.DEVNULL,
