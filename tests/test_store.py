@@ -108,8 +108,8 @@ def test_new_migration_is_applied_once_in_order(tmp_path: Path) -> None:
     from sqlite_utils import Database
 
     db = Database(sqlite3.connect(path))
-    assert migrate(db, str(path), extra) == ["9999_note"]
-    assert migrate(db, str(path), extra) == []
+    assert migrate(db.conn, str(path), extra) == ["9999_note"]
+    assert migrate(db.conn, str(path), extra) == []
     assert calls == ["x"]
     assert "note" in db.table("trials").columns_dict
     db.close()
@@ -130,7 +130,7 @@ def test_failed_migration_rolls_back(tmp_path: Path) -> None:
 
     db = Database(sqlite3.connect(path))
     with pytest.raises(RuntimeError):
-        migrate(db, str(path), (*MIGRATIONS, Migration("9999_broken", broken)))
+        migrate(db.conn, str(path), (*MIGRATIONS, Migration("9999_broken", broken)))
     assert not db.table("half").exists()
     assert "9999_broken" not in [r[0] for r in db.execute("select name from _migrations")]
     db.close()
@@ -512,7 +512,7 @@ def test_open_readonly_reads_and_never_writes(tmp_path: Path) -> None:
         with pytest.raises(StoreError, match="read-only"):
             r.add_event(EventRecord("abcd1234", 1.0, "trial", "m"))
         with pytest.raises(sqlite3.OperationalError, match="readonly"):
-            r._db.execute("delete from trials")  # even below the Store API, SQLite refuses
+            r._conn.execute("delete from trials")  # even below the Store API, SQLite refuses
     assert _fingerprint(path) == before
     # SQLite's WAL reader may leave an empty -wal (and its -shm index); never any content
     new = {p.name: p.stat().st_size for p in tmp_path.iterdir() if p.name not in files_before}
@@ -525,7 +525,7 @@ def test_open_readonly_refuses_an_older_store_without_touching_it(tmp_path: Path
     from sqlite_utils import Database
 
     db = Database(str(path))
-    migrate(db, str(path), MIGRATIONS[:1])  # what an older remotetune left behind
+    migrate(db.conn, str(path), MIGRATIONS[:1])  # what an older remotetune left behind
     db.close()
     before = _fingerprint(path)
     with pytest.raises(StoreError, match="run any writing command once"):
@@ -543,7 +543,7 @@ def test_open_readonly_refuses_a_newer_store(tmp_path: Path) -> None:
     from sqlite_utils import Database
 
     db = Database(str(path))
-    migrate(db, str(path), (*MIGRATIONS, extra))
+    migrate(db.conn, str(path), (*MIGRATIONS, extra))
     db.close()
     with pytest.raises(StoreError, match="newer remotetune"):
         Store.open_readonly(path)
@@ -600,7 +600,7 @@ def test_reading_commands_on_a_missing_or_older_store(tmp_path: Path) -> None:
     from sqlite_utils import Database
 
     db = Database(str(home / "remotetune.db"))
-    migrate(db, str(home / "remotetune.db"), MIGRATIONS[:1])
+    migrate(db.conn, str(home / "remotetune.db"), MIGRATIONS[:1])
     db.close()
     result = _cli(home, "trials", "abc")
     assert result.returncode == 2

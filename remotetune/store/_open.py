@@ -6,7 +6,8 @@ from __future__ import annotations
 import os
 import secrets
 import sqlite3
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from remotetune.errors import StoreError
@@ -68,3 +69,41 @@ def connect_reader(path: Path) -> sqlite3.Connection:
         return sqlite3.connect(uri, uri=True, timeout=BUSY_TIMEOUT_S, check_same_thread=False)
     except sqlite3.Error as exc:
         raise StoreError(f"{path}: open for reading failed: {exc}") from exc
+
+
+def enable_wal(conn: sqlite3.Connection) -> None:
+    """Write-ahead logging (readers see a consistent snapshot beside the writer); outside
+    a transaction, as SQLite requires. Stays set in the file."""
+    (mode,) = conn.execute("pragma journal_mode").fetchone()
+    if str(mode).lower() != "wal":
+        conn.execute("pragma journal_mode = wal")
+
+
+@contextmanager
+def atomic(conn: sqlite3.Connection) -> Iterator[None]:
+    """One transaction, or inside one a savepoint: all of the block or none of it.
+
+    If the block raises, its changes are rolled back (to the savepoint, when nested) and the
+    error goes on; an error that already ended the whole transaction leaves nothing to roll
+    back. Explicit statements, not the sqlite3 module's implicit ones, so nesting works.
+    """
+    if not conn.in_transaction:
+        conn.execute("begin")
+        try:
+            yield
+        except BaseException:
+            if conn.in_transaction:
+                conn.execute("rollback")
+            raise
+        conn.execute("commit")
+        return
+    name = f"rt_{secrets.token_hex(8)}"
+    conn.execute(f"savepoint {name}")
+    try:
+        yield
+    except BaseException:
+        if conn.in_transaction:
+            conn.execute(f"rollback to savepoint {name}")
+            conn.execute(f"release savepoint {name}")
+        raise
+    conn.execute(f"release savepoint {name}")

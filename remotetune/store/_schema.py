@@ -9,12 +9,16 @@ a newer remotetune; opening it raises :class:`StoreError` instead of guessing.
 from __future__ import annotations
 
 import logging
+import sqlite3
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from remotetune.errors import StoreError
-from remotetune.store._sqlite import Database
+
+if TYPE_CHECKING:  # imported only when a migration runs: opening a current store needs none
+    from sqlite_utils import Database
 
 logger = logging.getLogger(__name__)
 
@@ -155,21 +159,23 @@ MIGRATIONS: tuple[Migration, ...] = (
 )
 
 
-def applied_migrations(db: Database) -> list[str]:
-    if not db.table(MIGRATIONS_TABLE).exists():
+def applied_migrations(conn: sqlite3.Connection) -> list[str]:
+    exists = conn.execute("select 1 from sqlite_master where type = 'table' and name = ?",
+                          (MIGRATIONS_TABLE,)).fetchone()
+    if not exists:
         return []
-    rows = db.execute(f"select name from {MIGRATIONS_TABLE} order by rowid").fetchall()
+    rows = conn.execute(f"select name from {MIGRATIONS_TABLE} order by rowid").fetchall()
     return [name for (name,) in rows]
 
 
 def check_current(
-    db: Database, path: str, migrations: tuple[Migration, ...] = MIGRATIONS
+    conn: sqlite3.Connection, path: str, migrations: tuple[Migration, ...] = MIGRATIONS
 ) -> None:
     """Raise :class:`StoreError` unless the store has exactly these migrations (for readers).
 
     A reader never migrates: an older store asks the user to run a writing command once.
     """
-    done = applied_migrations(db)
+    done = applied_migrations(conn)
     _refuse_unknown(done, migrations, path)
     missing = [m.name for m in migrations if m.name not in done]
     if missing:
@@ -191,31 +197,35 @@ def _refuse_unknown(done: list[str], migrations: tuple[Migration, ...], path: st
         )
 
 
-def migrate(db: Database, path: str, migrations: tuple[Migration, ...] = MIGRATIONS) -> list[str]:
+def migrate(conn: sqlite3.Connection, path: str,
+            migrations: tuple[Migration, ...] = MIGRATIONS) -> list[str]:
     """Apply the pending migrations in order; return the names applied now.
 
     Runs under ``BEGIN IMMEDIATE`` so two processes opening a new file at once do not both
-    create the tables: the second waits (busy timeout), then finds nothing left to do.
+    create the tables: the second waits (busy timeout), then finds nothing left to do. A
+    migration gets sqlite_utils' ``Database`` over ``conn``; it is imported only then.
     """
-    done = applied_migrations(db)
+    done = applied_migrations(conn)
     _refuse_unknown(done, migrations, path)
     if len(done) == len(migrations):
         return []
-    conn = db.conn
+    from remotetune.store._sqlite import Database
+
+    db = Database(conn, execute_plugins=False)
     conn.execute("BEGIN IMMEDIATE")
     applied: list[str] = []
     try:
-        db.execute(
+        conn.execute(
             f"create table if not exists {MIGRATIONS_TABLE} "
             "(name text primary key, applied_at real not null)"
         )
-        done_now = set(applied_migrations(db))
+        done_now = set(applied_migrations(conn))
         for migration in migrations:
             if migration.name in done_now:
                 continue
             logger.info("store %s: applying migration %s", path, migration.name)
             migration.apply(db)
-            db.execute(
+            conn.execute(
                 f"insert into {MIGRATIONS_TABLE} (name, applied_at) values (?, ?)",
                 (migration.name, time.time()),
             )

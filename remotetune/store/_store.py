@@ -35,12 +35,13 @@ from remotetune.model import (
 from remotetune.store import _codec as codec
 from remotetune.store._open import (
     BUSY_TIMEOUT_S,
+    atomic,
     connect_reader,
     connect_writer,
     create_atomically,
+    enable_wal,
 )
 from remotetune.store._schema import check_current, migrate
-from remotetune.store._sqlite import Database
 
 logger = logging.getLogger(__name__)
 
@@ -103,15 +104,15 @@ class Store:
             create_atomically(self.path, lambda tmp: Store(tmp, _in_place=True).close())
         conn = connect_reader(self.path) if readonly else connect_writer(self.path)
         try:
-            self._db = Database(conn, execute_plugins=False)
-            self._db.execute(f"pragma busy_timeout = {int(BUSY_TIMEOUT_S * 1000)}")
+            self._conn = conn
+            conn.execute(f"pragma busy_timeout = {int(BUSY_TIMEOUT_S * 1000)}")
             if readonly:
-                check_current(self._db, str(self.path))
+                check_current(conn, str(self.path))
                 applied: list[str] = []
             else:
-                self._db.enable_wal()
-                self._db.execute("pragma synchronous = normal")
-                applied = migrate(self._db, str(self.path))
+                enable_wal(conn)
+                conn.execute("pragma synchronous = normal")
+                applied = migrate(conn, str(self.path))
         except sqlite3.Error as exc:
             conn.close()
             raise self._error("open", exc) from exc
@@ -145,7 +146,7 @@ class Store:
 
     def close(self) -> None:
         with self._lock:
-            self._db.close()
+            self._conn.close()
 
     def __enter__(self) -> Store:
         return self
@@ -176,19 +177,19 @@ class Store:
         return StoreError(f"{self.path}: {action} failed: {text}{hint}")
 
     @contextmanager
-    def _guard(self, action: str) -> Iterator[Database]:
+    def _guard(self, action: str) -> Iterator[sqlite3.Connection]:
         with self._lock:
             try:
-                yield self._db
+                yield self._conn
             except sqlite3.Error as exc:
                 raise self._error(action, exc) from exc
 
     @contextmanager
-    def _write(self, action: str) -> Iterator[Database]:
+    def _write(self, action: str) -> Iterator[sqlite3.Connection]:
         if self.readonly:
             raise StoreError(f"{self.path}: {action} refused: this store was opened read-only")
-        with self._guard(action) as db, db.atomic():
-            yield db
+        with self._guard(action) as conn, atomic(conn):
+            yield conn
 
     @contextmanager
     def batch(self) -> Iterator[None]:
@@ -202,8 +203,8 @@ class Store:
             yield
 
     def _rows(self, action: str, sql: str, params: Sequence[Any] = ()) -> list[sqlite3.Row]:
-        with self._guard(action) as db:
-            cursor = db.conn.cursor()
+        with self._guard(action) as conn:
+            cursor = conn.cursor()
             cursor.row_factory = sqlite3.Row
             return list(cursor.execute(sql, params).fetchall())
 
@@ -233,8 +234,8 @@ class Store:
             )
             row[3] = codec.dumps(config)
             row[5] = codec.dumps(machines)
-        with self._write("save experiment") as db:
-            db.conn.execute(_UPSERT_EXPERIMENT, row)
+        with self._write("save experiment") as conn:
+            conn.execute(_UPSERT_EXPERIMENT, row)
 
     def experiment(self, experiment_id: str) -> ExperimentRecord:
         """The experiment with this id, or with the only id that starts with it."""
@@ -283,8 +284,8 @@ class Store:
 
     def save_trial(self, rec: TrialRecord) -> None:
         """Insert or update the whole record; ``metrics_offset`` is left as it is."""
-        with self._write("save trial") as db:
-            db.conn.execute(_INSERT_TRIAL, codec.trial_row(rec))
+        with self._write("save trial") as conn:
+            conn.execute(_INSERT_TRIAL, codec.trial_row(rec))
 
     def trial(self, experiment_id: str, trial_id: str) -> TrialRecord:
         rows = self._rows(
@@ -343,8 +344,7 @@ class Store:
                     f"add_metrics for trial {trial_id!r} got a point of trial "
                     f"{point.trial_id!r} (seq {point.seq}); nothing was stored"
                 )
-        with self._write("add metrics") as db:
-            conn = db.conn
+        with self._write("add metrics") as conn:
             before = conn.total_changes
             conn.executemany(_INSERT_METRIC, [codec.metric_row(experiment_id, p) for p in points])
             inserted = conn.total_changes - before
@@ -390,8 +390,8 @@ class Store:
 
     def save_manifest(self, experiment_id: str, manifest_json: str) -> None:
         """The experiment's code manifest (written once, when it starts)."""
-        with self._write("save code manifest") as db:
-            db.conn.execute(
+        with self._write("save code manifest") as conn:
+            conn.execute(
                 "insert or replace into code_manifests (experiment_id, manifest, created_at) "
                 "values (?, ?, ?)", (experiment_id, manifest_json, time.time()))
 
@@ -404,8 +404,8 @@ class Store:
     # --- events ------------------------------------------------------------------------------
 
     def add_event(self, ev: EventRecord) -> None:
-        with self._write("add event") as db:
-            db.conn.execute(_INSERT_EVENT, codec.event_row(ev))
+        with self._write("add event") as conn:
+            conn.execute(_INSERT_EVENT, codec.event_row(ev))
 
     def events(self, experiment_id: str, limit: int | None = 100) -> list[EventRecord]:
         """The last ``limit`` events (all when None), oldest first."""
@@ -422,8 +422,8 @@ class Store:
     # --- hosts -------------------------------------------------------------------------------
 
     def save_host_state(self, st: HostState) -> None:
-        with self._write("save host state") as db:
-            db.conn.execute(_UPSERT_HOST, codec.host_row(st))
+        with self._write("save host state") as conn:
+            conn.execute(_UPSERT_HOST, codec.host_row(st))
 
     def host_states(self, experiment_id: str) -> list[HostState]:
         rows = self._rows(
