@@ -213,7 +213,7 @@ def cmd_run(args: argparse.Namespace) -> int:
             "experiment file not found", file=path,
             hint="pass the experiment file: remotetune run path/to/experiment.yml",
         )
-    config = cfg.load_experiment(path, import_custom=True)
+    config, check_algorithms = cfg.load_experiment_then_check(path)  # tuner: after warm
     home = use_experiment_home(config)  # the file's logDir / experimentWorkingDirectory
     from remotetune.symlinks import check_symlinks
 
@@ -222,6 +222,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     backends = _warm_backends(config, hosts)
     controller = None
     try:
+        check_algorithms()  # while the hosts connect: building a tuner can import optuna
         from remotetune.controller import Controller, ControllerOptions
 
         console = make_console()

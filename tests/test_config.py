@@ -22,6 +22,7 @@ from remotetune.config import (
     TunerSpec,
     host_to_public_dict,
     load_experiment,
+    load_experiment_then_check,
     load_machines,
     local_machine,
     parse_duration,
@@ -662,3 +663,56 @@ def test_experiment_config_defaults_for_programmatic_use(tmp_path: Path) -> None
     built = ExperimentConfig(file=cfg.file, name="exp", search_space=cfg.search_space,
                              trial_command="t", trial_code_directory=tmp_path)
     assert dataclasses.replace(built, raw=cfg.raw) == cfg
+
+
+# ---------------------------------------------------------------- the tuner, checked later
+
+_BAD_TUNER = """\
+trialCommand: python3 train.py
+trialConcurrency: 2
+tuner:
+  name: TPE
+  classArgs: {optimize_mode: maximize, n_startup_trialz: 5}
+"""
+
+
+def test_then_check_defers_only_the_tuner_and_reports_it_as_load_does(tmp_path: Path) -> None:
+    path = experiment(tmp_path, _BAD_TUNER)
+    with pytest.raises(ConfigError) as at_once:
+        load_experiment(path, import_custom=True)
+    config, check_later = load_experiment_then_check(path)  # everything else is fine
+    assert config.trial_concurrency == 2 and config.tuner.name == "TPE"
+    with pytest.raises(ConfigError) as later:
+        check_later()
+    assert str(later.value) == str(at_once.value)
+    assert later.value.line == 8 and "n_startup_trialz" in str(later.value)
+
+
+def test_then_check_reports_every_problem_at_once_when_others_fail_too(
+        tmp_path: Path) -> None:
+    path = experiment(tmp_path, _BAD_TUNER + "maxTrialNumbr: 3\n")
+    with pytest.raises(ConfigError) as at_once:
+        load_experiment(path, import_custom=True)
+    with pytest.raises(ConfigError) as deferred:
+        load_experiment_then_check(path)
+    assert str(deferred.value) == str(at_once.value)  # same problems, same order
+    assert "n_startup_trialz" in str(deferred.value) and "maxTrialNumbr" in str(deferred.value)
+
+
+def test_then_check_builds_no_tuner_until_asked(tmp_path: Path) -> None:
+    """`run` starts its hosts' connects before the tuner is built: TPE imports optuna."""
+    import subprocess
+    import sys
+
+    path = experiment(tmp_path, "trialCommand: x\ntrialConcurrency: 1\ntuner: {name: TPE}\n")
+    probe = (
+        "import sys\n"
+        "from remotetune.config import load_experiment_then_check\n"
+        f"config, check = load_experiment_then_check({str(path)!r})\n"
+        "print('optuna' in sys.modules)\n"
+        "check()\n"
+        "print('optuna' in sys.modules)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
+                         check=True, timeout=60).stdout.split()
+    assert out == ["False", "True"]

@@ -14,6 +14,7 @@ from remotetune.config._experiment import (
     ExperimentConfig,
     TunerSpec,
     load_experiment,
+    load_experiment_then_check,
     parse_experiment,
 )
 from remotetune.config._fields import parse_duration
@@ -41,6 +42,7 @@ __all__ = [
     "describe_limits",
     "host_to_public_dict",
     "load_experiment",
+    "load_experiment_then_check",
     "load_machines",
     "local_machine",
     "parse_duration",

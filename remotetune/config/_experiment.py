@@ -6,7 +6,7 @@ import copy
 import logging
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -124,6 +124,23 @@ def load_experiment(path: str | os.PathLike[str], *,
     return _parse(loaded.data, src, import_custom=import_custom)
 
 
+def load_experiment_then_check(path: str | os.PathLike[str]
+                               ) -> tuple[ExperimentConfig, Callable[[], None]]:
+    """For ``remotetune run``: the experiment checked but for its tuner and assessor, and
+    the call that checks those (a built-in one is built, a custom one imported).
+
+    Building a tuner can import optuna (a third of a second) and a custom one runs user
+    code, so ``run`` makes the call after its hosts have started connecting. A file with
+    other problems raises them together with the tuner's and assessor's at once, as
+    :func:`load_experiment` does, and the call then has nothing left to do."""
+    file = os.fspath(path)
+    loaded = load_yaml(read_text(file), file=file)
+    src = Source(file, Path(os.path.abspath(file)).parent, loaded.lines)
+    later: list[Callable[[], None]] = []
+    config = _parse(loaded.data, src, import_custom=True, later=later)
+    return config, (later[0] if later else lambda: None)
+
+
 def parse_experiment(
     data: Mapping[str, Any], *, file: str | None = None, base_dir: Path | None = None
 ) -> ExperimentConfig:
@@ -138,7 +155,8 @@ def to_v2(data: Any, src: Source, *, secrets_to_env: bool = False) -> tuple[Any,
     return convert_v1(data, src, secrets_to_env=secrets_to_env)
 
 
-def _parse(data: Any, src: Source, *, import_custom: bool = False) -> ExperimentConfig:
+def _parse(data: Any, src: Source, *, import_custom: bool = False,
+           later: list[Callable[[], None]] | None = None) -> ExperimentConfig:
     if data is None:
         raise src.error((), "the file is empty", hint="add at least trialCommand, "
                         "trialConcurrency and searchSpace (see docs/config.md)")
@@ -156,13 +174,33 @@ def _parse(data: Any, src: Source, *, import_custom: bool = False) -> Experiment
     tuner = get(lambda: _tuner(top, tuner_key), None)
     assessor = get(lambda: _tuner(top, "assessor"), None)
     seed = get(lambda: top.integer("seed", minimum=0, maximum=2**32 - 1, example="42"), None)
-    if space is not None and len(src.problems) == before:
+    at = len(src.problems)
+    algorithms = space is not None and at == before
+
+    def check_algorithms() -> None:  # their problems go where a one-pass check lists them
+        assert space is not None
+        start = len(src.problems)
         get(lambda: check_assessor(top, tuner_key, check_tuner(top, tuner_key, space, seed)),
             None)
-        if import_custom and len(src.problems) == before:
+        if import_custom and len(src.problems) == start:
             get(lambda: check_custom(top, tuner_key, space, seed), None)
+        found = src.problems[start:]
+        del src.problems[start:]
+        src.problems[at:at] = found
+
+    if algorithms and later is None:
+        check_algorithms()
     machines = get(lambda: _training_service(top, concurrency or 1), None)
     settings = _settings(top, Path(src.file).stem if src.file else "experiment")
+    if algorithms and later is not None:
+        if src.problems:  # the file fails anyway: report everything now, in one error
+            check_algorithms()
+        else:  # the caller checks them when it is ready
+            def check_later() -> None:
+                check_algorithms()
+                src.raise_problems()
+
+            later.append(check_later)
     src.raise_problems()
     assert space is not None and code_dir is not None and concurrency is not None
     tuner = tuner or TunerSpec("TPE", {"optimize_mode": "maximize"})
