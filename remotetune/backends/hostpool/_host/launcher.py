@@ -28,7 +28,7 @@ except ImportError:
     from remotetune.backends.hostpool._host import gpulocks
 
 
-def _agent():
+def agent_module():
     """agent.py's helpers; imported late (agent.py imports this module while loading)."""
     try:
         from remotetune._host import agent  # type: ignore[attr-defined]
@@ -68,13 +68,13 @@ def _enforce_max_duration(proc, started: float, spec: dict):
             pass
         if proc.returncode is not None:  # it ended (maybe just as the alarm rang)
             return None
-    _agent()._terminate_group(proc.pid, grace, lambda: proc.poll() is not None)
+    agent_module()._terminate_group(proc.pid, grace, lambda: proc.poll() is not None)
     return "timeout"
 
 
 def _run_launcher(trial_dir: str, spec: dict, report_fd: int) -> None:
     """Runs in the detached launcher: start the trial, wait, record how it ended."""
-    agent = _agent()
+    agent = agent_module()
     signal.signal(signal.SIGHUP, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
     signal.signal(signal.SIGINT, signal.SIG_IGN)

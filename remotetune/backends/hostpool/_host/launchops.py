@@ -17,13 +17,7 @@ except ImportError:
     from remotetune.backends.hostpool._host import gpulocks, launcher, pollops
 
 
-def _agent():
-    """agent.py's helpers; imported late (agent.py imports this module while loading)."""
-    try:
-        from remotetune._host import agent  # type: ignore[attr-defined]
-    except ImportError:
-        from remotetune.backends.hostpool._host import agent
-    return agent
+_agent = launcher.agent_module  # agent.py's helpers, imported late
 
 
 def _prepare(workdir: str, req: dict):
