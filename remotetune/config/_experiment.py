@@ -174,33 +174,15 @@ def _parse(data: Any, src: Source, *, import_custom: bool = False,
     tuner = get(lambda: _tuner(top, tuner_key), None)
     assessor = get(lambda: _tuner(top, "assessor"), None)
     seed = get(lambda: top.integer("seed", minimum=0, maximum=2**32 - 1, example="42"), None)
-    at = len(src.problems)
-    algorithms = space is not None and at == before
-
-    def check_algorithms() -> None:  # their problems go where a one-pass check lists them
-        assert space is not None
-        start = len(src.problems)
-        get(lambda: check_assessor(top, tuner_key, check_tuner(top, tuner_key, space, seed)),
-            None)
-        if import_custom and len(src.problems) == start:
-            get(lambda: check_custom(top, tuner_key, space, seed), None)
-        found = src.problems[start:]
-        del src.problems[start:]
-        src.problems[at:at] = found
-
-    if algorithms and later is None:
-        check_algorithms()
+    check_algorithms = None
+    if space is not None and len(src.problems) == before:
+        check_algorithms = _algorithm_checks(top, tuner_key, space, seed, import_custom)
+        if later is None:
+            check_algorithms()
     machines = get(lambda: _training_service(top, concurrency or 1), None)
     settings = _settings(top, Path(src.file).stem if src.file else "experiment")
-    if algorithms and later is not None:
-        if src.problems:  # the file fails anyway: report everything now, in one error
-            check_algorithms()
-        else:  # the caller checks them when it is ready
-            def check_later() -> None:
-                check_algorithms()
-                src.raise_problems()
-
-            later.append(check_later)
+    if check_algorithms is not None and later is not None:
+        _check_later(check_algorithms, src, later)
     src.raise_problems()
     assert space is not None and code_dir is not None and concurrency is not None
     tuner = tuner or TunerSpec("TPE", {"optimize_mode": "maximize"})
@@ -218,6 +200,41 @@ def _parse(data: Any, src: Source, *, import_custom: bool = False,
         raw=raw,
         **settings,
     )
+
+
+def _algorithm_checks(top: Section, tuner_key: str, space: SearchSpace, seed: int | None,
+                      import_custom: bool) -> Callable[[], None]:
+    """The tuner's and assessor's checks (a built-in one built, a custom one imported when
+    ``import_custom``). Their problems go where a one-pass check lists them: at the place
+    in the file's problems they had when this was made."""
+    src, at = top.src, len(top.src.problems)
+
+    def check() -> None:
+        start = len(src.problems)
+        src.collect(lambda: check_assessor(top, tuner_key, check_tuner(top, tuner_key, space,
+                                                                        seed)), None)
+        if import_custom and len(src.problems) == start:
+            src.collect(lambda: check_custom(top, tuner_key, space, seed), None)
+        found = src.problems[start:]
+        del src.problems[start:]
+        src.problems[at:at] = found
+
+    return check
+
+
+def _check_later(check: Callable[[], None], src: Source,
+                 later: list[Callable[[], None]]) -> None:
+    """Hand ``check`` to the caller, unless the file fails anyway: then everything is
+    reported now, in one error."""
+    if src.problems:
+        check()
+        return
+
+    def check_and_raise() -> None:
+        check()
+        src.raise_problems()
+
+    later.append(check_and_raise)
 
 
 def _settings(top: Section, stem: str) -> dict[str, Any]:
