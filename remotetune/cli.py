@@ -34,6 +34,7 @@ from remotetune.cli_support import (
     error_text,
     exit_now,
     make_console,
+    open_store,
     print_json,
     trial_json,
 )
@@ -41,13 +42,6 @@ from remotetune.cli_update import add_limit_flags, add_update_parser
 from remotetune.errors import ConfigError, RemotetuneError, StoreError
 from remotetune.model import TrialRecord
 from remotetune.view._safe import CleanLogFilter, clean
-
-
-def _store(readonly: bool = False) -> Any:
-    from remotetune.store import Store  # readers (ls, trials...) never migrate or write it
-
-    return Store.open_default(readonly=readonly)
-
 
 _print_json = print_json
 
@@ -58,7 +52,7 @@ _print_json = print_json
 def cmd_trials(args: argparse.Namespace) -> int:
     from rich.table import Table
 
-    store = _store(readonly=True)
+    store = open_store(readonly=True)
     exp = store.experiment(args.experiment)
     trials = store.trials(exp.id)
     if args.json:
@@ -84,7 +78,7 @@ def _num(v: float | None) -> str:
 
 
 def cmd_best(args: argparse.Namespace) -> int:
-    store = _store(readonly=True)
+    store = open_store(readonly=True)
     exp = store.experiment(args.experiment)
     best = store.best_trial(exp.id)
     if args.json:
@@ -101,7 +95,7 @@ def cmd_best(args: argparse.Namespace) -> int:
 
 
 def cmd_show(args: argparse.Namespace) -> int:
-    store = _store(readonly=True)
+    store = open_store(readonly=True)
     exp = store.experiment(args.experiment)
     trial = store.trial(exp.id, args.trial)
     metrics = store.metrics(exp.id, trial.id)
@@ -125,7 +119,7 @@ def cmd_show(args: argparse.Namespace) -> int:
 def cmd_view(args: argparse.Namespace) -> int:
     from remotetune.view import watch
 
-    store = _store(readonly=True)
+    store = open_store(readonly=True)
     exp = store.experiment(args.experiment)
     path = store.path
     store.close()

@@ -7,23 +7,17 @@ import sys
 from dataclasses import asdict
 from typing import Any
 
-from remotetune.cli_support import hide_secrets, make_console, print_json
+from remotetune.cli_support import hide_secrets, make_console, open_store, print_json
 from remotetune.errors import ConfigError
 from remotetune.view._safe import clean, clean_record
 
 EXIT_OK, EXIT_HOST = 0, 3
 
 
-def _store(readonly: bool = False) -> Any:
-    from remotetune.store import Store  # readers never migrate or write it
-
-    return Store.open_default(readonly=readonly)
-
-
 def cmd_export(args: argparse.Namespace) -> int:
     from remotetune.export import export_trials
 
-    store = _store(readonly=True)
+    store = open_store(readonly=True)
     exp = store.experiment(args.experiment)
     neutralize = not args.raw_csv
     if args.output and args.output != "-":
@@ -43,7 +37,7 @@ def cmd_export(args: argparse.Namespace) -> int:
 def cmd_import_nni(args: argparse.Namespace) -> int:
     from remotetune.nni_import import import_nni
 
-    with _store() as store:  # a writer: closed (its WAL checkpointed) before the quick exit
+    with open_store() as store:  # a writer: closed (its WAL checkpointed) before the quick exit
         ids = import_nni(store, args.path)
         for exp_id in ids:
             exp = store.experiment(exp_id)

@@ -27,14 +27,10 @@ EXIT_OK = 0
 POINTERS = "homes"
 
 
-def _default_home() -> Path:
-    return default_home()
-
-
 def use_experiment_home(config: Any) -> Path | None:
     """Make the experiment's own home (if its file names one) this process's home."""
     home = config.home
-    default = _default_home()
+    default = default_home()
     if home is None or Path(home).resolve() == default.resolve():
         return None
     Path(home).mkdir(parents=True, exist_ok=True)
@@ -58,7 +54,7 @@ def home_note(home: Path) -> str:
 def known_homes() -> list[Path]:
     """The default home, then every other home a run left a pointer to (that still has a
     store), each once."""
-    default = _default_home()
+    default = default_home()
     homes = [default]
     pointers = default / POINTERS
     try:

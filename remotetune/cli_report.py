@@ -11,21 +11,16 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from remotetune.cli_support import open_store
 from remotetune.errors import ConfigError
 
 EXIT_OK = 0
 
 
-def _store(readonly: bool = False) -> Any:
-    from remotetune.store import Store
-
-    return Store.open_default(readonly=readonly)
-
-
 def cmd_report(args: argparse.Namespace) -> int:
     from remotetune.report import ReportServer, ServeOptions, render_report
 
-    store = _store(readonly=True)  # reads only: never migrates or writes the store
+    store = open_store(readonly=True)  # reads only: never migrates or writes the store
     if args.command == "report":
         exp = store.experiment(args.experiment)
         page = render_report(store, exp.id)

@@ -28,6 +28,7 @@ from remotetune.cli_support import (
     failure_summary,
     hide_secrets,
     make_console,
+    open_store,
 )
 from remotetune.cli_update import resume_config
 from remotetune.errors import ConfigError, StoreError
@@ -38,16 +39,6 @@ from remotetune.view._safe import clean
 
 if TYPE_CHECKING:
     from rich.console import Console
-
-
-def _home() -> Path:
-    return default_home()
-
-
-def _store() -> Any:
-    from remotetune.store import Store
-
-    return Store.open_default()
 
 
 class _Interrupts:
@@ -190,7 +181,7 @@ def _warm_backends(config: Any, hosts: Sequence[HostSpec]) -> list[Any]:
     snapshot: the connects' waiting (network, sshd, the agent's start) overlaps them."""
     from remotetune.backends import default_backends
 
-    backends = default_backends(config, hosts, home=_home())
+    backends = default_backends(config, hosts, home=default_home())
     for backend in backends:
         backend.warm()
     return backends
@@ -226,13 +217,13 @@ def cmd_run(args: argparse.Namespace) -> int:
         from remotetune.controller import Controller, ControllerOptions
 
         console = make_console()
-        with _store() as store:  # closed before the process ends (cli_support.exit_now)
+        with open_store() as store:  # closed before the process ends (cli_support.exit_now)
             controller = Controller(
-                config, hosts, store, ControllerOptions(home=_home(), seed=args.seed),
+                config, hosts, store, ControllerOptions(home=default_home(), seed=args.seed),
                 on_event=_on_event_printer(console, args.plain), backends=backends,
             )
             exp = controller.create([host_to_public_dict(h) for h in hosts])
-            with ExperimentLock(_home(), exp.id):
+            with ExperimentLock(default_home(), exp.id):
                 console.print(clean(f"experiment {exp.id} ({exp.name}): "
                                     f"{config.trial_concurrency} at a time on {len(hosts)} "
                                     f"host(s); store {store.path}"), highlight=False)
@@ -244,11 +235,11 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_resume(args: argparse.Namespace) -> int:
-    with _store() as store:
+    with open_store() as store:
         exp = store.experiment(args.experiment)
         if exp.source != "remotetune":
             raise StoreError(f"experiment {exp.id} was imported from NNI and cannot be resumed")
-        with ExperimentLock(_home(), exp.id):  # one controller per experiment
+        with ExperimentLock(default_home(), exp.id):  # one controller per experiment
             return _resume(args, store, exp)
 
 
@@ -275,7 +266,7 @@ def _resume(args: argparse.Namespace, store: Any, exp: Any) -> int:
         console = make_console()
         plain = args.plain or not console.is_terminal
         controller = Controller(
-            config, hosts, store, ControllerOptions(home=_home(), seed=args.seed),
+            config, hosts, store, ControllerOptions(home=default_home(), seed=args.seed),
             experiment=exp, on_event=_on_event_printer(console, plain), backends=backends)
         console.print(clean(f"resuming experiment {exp.id} ({exp.name})"), highlight=False)
         return _run_controller(controller, args, console)

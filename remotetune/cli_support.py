@@ -37,6 +37,14 @@ class _Console(Console):
         self.quiet = True
 
 
+def open_store(readonly: bool = False) -> Any:
+    """The default store (``$REMOTETUNE_HOME``); imported here, not at start-up. Readers
+    (``readonly``: ls, trials, export...) never migrate or write it."""
+    from remotetune.store import Store
+
+    return Store.open_default(readonly=readonly)
+
+
 def make_console(*, stderr: bool = False, layout: bool = False) -> Console:
     """A console for ``stderr`` or stdout. Not a terminal: lines are never wrapped and
     tables take their natural width, unless ``layout`` (the live view, drawn for a person

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import argparse
 import time
-from pathlib import Path
 from typing import Any
 
 from remotetune.cli_support import make_console
@@ -49,10 +48,6 @@ def limits_from(args: argparse.Namespace) -> dict[str, Any]:
     return out
 
 
-def _home() -> Path:
-    return default_home()
-
-
 def cmd_update(args: argparse.Namespace) -> int:
     from remotetune.change_requests import requests_dir, write_request
     from remotetune.config import parse_limits
@@ -67,7 +62,7 @@ def cmd_update(args: argparse.Namespace) -> int:
     store = Store.open_default(readonly=True)
     exp = store.experiment(args.experiment)
     store.close()
-    home = _home()
+    home = default_home()
     if running_holder(home, exp.id) is None:
         raise ExperimentNotRunning(f"experiment {exp.id} is not running; use remotetune resume "
                              f"{exp.id} --max-trials N to extend it")
