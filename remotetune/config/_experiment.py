@@ -118,10 +118,15 @@ def load_experiment(path: str | os.PathLike[str], *,
 
     ``import_custom`` (``remotetune run``): also import and build a custom tuner and
     assessor (user code), so that one that fails does so here, at its line."""
+    data, src = _read(path)
+    return _parse(data, src, import_custom=import_custom)
+
+
+def _read(path: str | os.PathLike[str]) -> tuple[Any, Source]:
+    """The file's data, and its source (lines for errors, the base of relative paths)."""
     file = os.fspath(path)
     loaded = load_yaml(read_text(file), file=file)
-    src = Source(file, Path(os.path.abspath(file)).parent, loaded.lines)
-    return _parse(loaded.data, src, import_custom=import_custom)
+    return loaded.data, Source(file, Path(os.path.abspath(file)).parent, loaded.lines)
 
 
 def load_experiment_then_check(path: str | os.PathLike[str]
@@ -133,11 +138,9 @@ def load_experiment_then_check(path: str | os.PathLike[str]
     code, so ``run`` makes the call after its hosts have started connecting. A file with
     other problems raises them together with the tuner's and assessor's at once, as
     :func:`load_experiment` does, and the call then has nothing left to do."""
-    file = os.fspath(path)
-    loaded = load_yaml(read_text(file), file=file)
-    src = Source(file, Path(os.path.abspath(file)).parent, loaded.lines)
+    data, src = _read(path)
     later: list[Callable[[], None]] = []
-    config = _parse(loaded.data, src, import_custom=True, later=later)
+    config = _parse(data, src, import_custom=True, later=later)
     return config, (later[0] if later else lambda: None)
 
 
