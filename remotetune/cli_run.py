@@ -14,7 +14,8 @@ import signal
 import sys
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -175,21 +176,20 @@ def _on_event_printer(console: Console, plain: bool) -> Any:
     return on_event if plain or not console.is_terminal else None
 
 
-def _warm_backends(config: Any, hosts: Sequence[HostSpec]) -> list[Any]:
+@contextmanager
+def _warmed_backends(config: Any, hosts: Sequence[HostSpec]) -> Iterator[list[Any]]:
     """The experiment's backends, already connecting to their hosts (``Backend.warm``)
     while this process goes on with the store, the controller's imports and the code
-    snapshot: the connects' waiting (network, sshd, the agent's start) overlaps them."""
+    snapshot: the connects' waiting (network, sshd, the agent's start) overlaps them.
+    Closed when the command ends (a controller that ran them closed them already)."""
     from remotetune.backends import default_backends
 
     backends = default_backends(config, hosts, home=default_home())
     for backend in backends:
         backend.warm()
-    return backends
-
-
-def _close_unused(backends: Sequence[Any], controller: Any) -> None:
-    """Close warmed backends that no controller ran (it closes its own when it runs)."""
-    if controller is None or not controller.started:
+    try:
+        yield backends
+    finally:
         for backend in backends:
             backend.close()
 
@@ -210,9 +210,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     check_symlinks(config.trial_code_directory, follow=config.follow_symlinks, file=path)
     hosts = hide_secrets(_machines(args, config))
-    backends = _warm_backends(config, hosts)
-    controller = None
-    try:
+    with _warmed_backends(config, hosts) as backends:
         check_algorithms()  # while the hosts connect: building a tuner can import optuna
         from remotetune.controller import Controller, ControllerOptions
 
@@ -230,8 +228,6 @@ def cmd_run(args: argparse.Namespace) -> int:
                 if home is not None:
                     console.print(clean(home_note(home)), highlight=False, markup=False)
                 return _run_controller(controller, args, console)
-    finally:
-        _close_unused(backends, controller)
 
 
 def cmd_resume(args: argparse.Namespace) -> int:
@@ -258,9 +254,7 @@ def _resume(args: argparse.Namespace, store: Any, exp: Any) -> int:
     else:
         hosts = (cfg.local_machine(None),)
     hosts = hide_secrets(hosts)
-    backends = _warm_backends(config, hosts)
-    controller = None
-    try:
+    with _warmed_backends(config, hosts) as backends:
         from remotetune.controller import Controller, ControllerOptions
 
         console = make_console()
@@ -270,7 +264,5 @@ def _resume(args: argparse.Namespace, store: Any, exp: Any) -> int:
             experiment=exp, on_event=_on_event_printer(console, plain), backends=backends)
         console.print(clean(f"resuming experiment {exp.id} ({exp.name})"), highlight=False)
         return _run_controller(controller, args, console)
-    finally:
-        _close_unused(backends, controller)
 
 

@@ -268,7 +268,8 @@ class Backend(abc.ABC):
 
     @abc.abstractmethod
     def close(self) -> None:
-        """Stop the backend's threads and connections (trials keep running)."""
+        """Stop the backend's threads and connections (trials keep running). Closing again
+        does nothing."""
 
     def set_concurrency(self, concurrency: int) -> None:  # noqa: B027 (optional hook)
         """``trialConcurrency`` changed (``remotetune update``): a backend whose default

@@ -120,7 +120,6 @@ class Controller(AssessFlow, TrialFlow, LimitFlow):
         self.tuner: Any = None  # built in _start (its imports take a while)
         self._host_states: dict[str, HostState] = {}
         self._lock = threading.Lock()  # guards what the view thread reads
-        self.started = False  # run() was called: it closes the backends when it ends
 
     # ------------------------------------------------------------------ public
 
@@ -164,7 +163,6 @@ class Controller(AssessFlow, TrialFlow, LimitFlow):
     def run(self) -> ExperimentStatus:
         """Run (or resume) until done or stopped. Returns the final experiment status."""
         assert self.experiment is not None, "call create() or pass experiment= to resume"
-        self.started = True  # the backends are this run's to close
         try:
             self._start()
             self._loop()
