@@ -133,7 +133,8 @@ def _run_launcher(trial_dir: str, spec: dict, report_fd: int) -> None:
 
 # --------------------------------------------------------------------------- forking
 
-# The launcher forked ahead, at most one: (pid, its order pipe, its report pipe).
+# The launcher forked ahead, at most one: (its order pipe, its report pipe). The agent's
+# reaper collects it, as every launcher, so its pid is not kept.
 _SPARE: list = []
 _WANTED = [False]  # set by the first launch: an agent that never launches keeps no spare
 
@@ -169,11 +170,10 @@ def _child(order_fd: int, report_fd: int) -> None:
 
 
 def _fork() -> tuple:
-    """A new launcher, waiting for its order: (pid, order fd, report fd)."""
+    """A new launcher, waiting for its order: (order fd, report fd)."""
     order_r, order_w = os.pipe()
     report_r, report_w = os.pipe()
-    pid = os.fork()
-    if pid == 0:
+    if os.fork() == 0:
         try:
             os.close(order_w)
             os.close(report_r)
@@ -182,12 +182,12 @@ def _fork() -> tuple:
             os._exit(0)
     os.close(order_r)
     os.close(report_w)
-    return pid, order_w, report_r
+    return order_w, report_r
 
 
 def _hand(launcher: tuple, trial_dir: str, spec: dict) -> int:
     """Give ``launcher`` its trial; its report fd, or raises OSError if it is gone."""
-    _, order_fd, report_fd = launcher
+    order_fd, report_fd = launcher
     try:
         data = json.dumps([trial_dir, spec]).encode("utf-8")
         while data:
@@ -221,7 +221,7 @@ def replenish() -> None:
 def discard() -> None:
     """Let the spare go (it reads end-of-file and exits): the agent is done."""
     while _SPARE:
-        _, order_fd, report_fd = _SPARE.pop()
+        order_fd, report_fd = _SPARE.pop()
         os.close(order_fd)
         os.close(report_fd)
 
