@@ -11,11 +11,11 @@ import json
 import os
 import signal
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 from sshd import SshServer
+from test_run_local import wait_for
 
 from remotetune.backends.hostpool._session import HostSession, PollItem, RunState, launch_files
 from remotetune.errors import AgentError
@@ -48,16 +48,6 @@ def _spares(agent_pid: int, exclude: set[int]) -> list[int]:
     return found
 
 
-def _wait(what: Callable[[], object], timeout: float = 10.0) -> object:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = what()
-        if value:
-            return value
-        time.sleep(0.02)
-    raise AssertionError("timed out")
-
-
 def _files(session: HostSession, trial_dir: str, script: str, **params: object
            ) -> dict[str, str]:
     return launch_files(parameters=dict(params), parameter_id=0, script=script,
@@ -75,7 +65,7 @@ def _exited(session: HostSession, trial_id: str, trial_dir: str) -> object:
         (poll,) = session.poll([PollItem(trial_id, trial_dir, 0)])
         return poll if poll.state is RunState.EXITED else None
 
-    return _wait(done)
+    return wait_for(done)
 
 
 @pytest.fixture
@@ -91,13 +81,19 @@ def _agent_pid(session: HostSession) -> int:
     return int(session.agent.first["hello"]["pid"])
 
 
+def _first_launch(session: HostSession, script: str) -> tuple[int, int, int]:
+    """Launch trial t1: (the agent's pid, t1's launcher's, the spare forked after it)."""
+    agent = _agent_pid(session)
+    trial_dir = session.trial_dir("e", "t1")
+    session.launch("t1", trial_dir, _files(session, trial_dir, script))
+    launcher = _launcher_pid(session, trial_dir)
+    (spare,) = wait_for(lambda: _spares(agent, {launcher}))
+    return agent, launcher, spare
+
+
 def test_the_next_launch_is_handed_to_the_spare(local_session: HostSession) -> None:
-    agent = _agent_pid(local_session)
-    assert _spares(agent, set()) == []  # an agent that has launched nothing forks nothing
-    first_dir = local_session.trial_dir("e", "t1")
-    local_session.launch("t1", first_dir, _files(local_session, first_dir, "sleep 0.2\n"))
-    first_launcher = _launcher_pid(local_session, first_dir)
-    (spare,) = _wait(lambda: _spares(agent, {first_launcher}))  # type: ignore[misc]
+    assert _spares(_agent_pid(local_session), set()) == []  # none before a first launch
+    _, _, spare = _first_launch(local_session, "sleep 0.2\n")
     second_dir = local_session.trial_dir("e", "t2")
     result = local_session.launch("t2", second_dir,
                                   _files(local_session, second_dir, "echo ran > out.txt\n"))
@@ -109,23 +105,15 @@ def test_the_next_launch_is_handed_to_the_spare(local_session: HostSession) -> N
 
 
 def test_the_spare_goes_with_its_agent(local_session: HostSession) -> None:
-    agent = _agent_pid(local_session)
-    trial_dir = local_session.trial_dir("e", "t1")
-    local_session.launch("t1", trial_dir, _files(local_session, trial_dir, "true\n"))
-    launcher = _launcher_pid(local_session, trial_dir)
-    (spare,) = _wait(lambda: _spares(agent, {launcher}))  # type: ignore[misc]
+    _, _, spare = _first_launch(local_session, "true\n")
     local_session.close()  # the agent's input ends: it lets its spare go and exits
-    _wait(lambda: _stat(spare) is None)
+    wait_for(lambda: _stat(spare) is None)
 
 
 def test_a_killed_spare_is_replaced_by_a_fresh_launcher(local_session: HostSession) -> None:
-    agent = _agent_pid(local_session)
-    first_dir = local_session.trial_dir("e", "t1")
-    local_session.launch("t1", first_dir, _files(local_session, first_dir, "true\n"))
-    launcher = _launcher_pid(local_session, first_dir)
-    (spare,) = _wait(lambda: _spares(agent, {launcher}))  # type: ignore[misc]
+    _, _, spare = _first_launch(local_session, "true\n")
     os.kill(spare, signal.SIGKILL)
-    _wait(lambda: _stat(spare) is None)
+    wait_for(lambda: _stat(spare) is None)
     second_dir = local_session.trial_dir("e", "t2")
     local_session.launch("t2", second_dir, _files(local_session, second_dir, "exit 3\n"))
     assert _launcher_pid(local_session, second_dir) != spare
@@ -152,16 +140,12 @@ def test_a_spare_over_ssh_neither_holds_the_channel_nor_outlives_the_agent(
         ssh_host: SshServer) -> None:
     session = HostSession(ssh_host.spec())
     session.open()
-    agent = _agent_pid(session)
-    first_dir = session.trial_dir("e", "t1")
-    session.launch("t1", first_dir, _files(session, first_dir, "true\n"))
-    launcher = _launcher_pid(session, first_dir)
-    (spare,) = _wait(lambda: _spares(agent, {launcher}))  # type: ignore[misc]
+    agent, launcher, spare = _first_launch(session, "true\n")
     second_dir = session.trial_dir("e", "t2")
     session.launch("t2", second_dir, _files(session, second_dir, "true\n"))
     assert _launcher_pid(session, second_dir) == spare
-    (spare,) = _wait(lambda: _spares(agent, {launcher, spare}))  # type: ignore[misc]
+    (spare,) = wait_for(lambda: _spares(agent, {launcher, spare}))  # type: ignore[misc]
     started = time.monotonic()
     session.close()  # returns once sshd closed the channel: no spare keeps it open
     assert time.monotonic() - started < 5
-    _wait(lambda: _stat(spare) is None and _stat(agent) is None)
+    wait_for(lambda: _stat(spare) is None and _stat(agent) is None)
