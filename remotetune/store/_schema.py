@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from remotetune.errors import StoreError
+from remotetune.store._fresh import SQUASHED, STATEMENTS
 
 if TYPE_CHECKING:  # imported only when a migration runs: opening a current store needs none
     from sqlite_utils import Database
@@ -202,37 +203,45 @@ def migrate(conn: sqlite3.Connection, path: str,
     """Apply the pending migrations in order; return the names applied now.
 
     Runs under ``BEGIN IMMEDIATE`` so two processes opening a new file at once do not both
-    create the tables: the second waits (busy timeout), then finds nothing left to do. A
-    migration gets sqlite_utils' ``Database`` over ``conn``; it is imported only then.
+    create the tables: the second waits (busy timeout), then finds nothing left to do. A new
+    store gets the squashed schema (``store/_fresh.py``) in one step; a store with some
+    migrations applied gets the rest through sqlite_utils' ``Database``, imported only then.
     """
     done = applied_migrations(conn)
     _refuse_unknown(done, migrations, path)
     if len(done) == len(migrations):
         return []
-    from remotetune.store._sqlite import Database
-
-    db = Database(conn, execute_plugins=False)
     conn.execute("BEGIN IMMEDIATE")
-    applied: list[str] = []
     try:
         conn.execute(
             f"create table if not exists {MIGRATIONS_TABLE} "
             "(name text primary key, applied_at real not null)"
         )
-        done_now = set(applied_migrations(conn))
-        for migration in migrations:
-            if migration.name in done_now:
-                continue
-            logger.info("store %s: applying migration %s", path, migration.name)
-            migration.apply(db)
-            conn.execute(
-                f"insert into {MIGRATIONS_TABLE} (name, applied_at) values (?, ?)",
-                (migration.name, time.time()),
-            )
-            applied.append(migration.name)
+        applied = _apply(conn, path, migrations, set(applied_migrations(conn)))
         conn.execute("COMMIT")
     except BaseException:
         if conn.in_transaction:
             conn.execute("ROLLBACK")
         raise
     return applied
+
+
+def _apply(conn: sqlite3.Connection, path: str, migrations: tuple[Migration, ...],
+           done: set[str]) -> list[str]:
+    pending = [m for m in migrations if m.name not in done]
+    if not done and tuple(m.name for m in migrations) == SQUASHED:
+        logger.info("store %s: creating the schema of migrations %s", path, ", ".join(SQUASHED))
+        for statement in STATEMENTS:
+            conn.execute(statement)
+    else:
+        from remotetune.store._sqlite import Database
+
+        db = Database(conn, execute_plugins=False)
+        for migration in pending:
+            logger.info("store %s: applying migration %s", path, migration.name)
+            migration.apply(db)
+    now = time.time()
+    for migration in pending:
+        conn.execute(f"insert into {MIGRATIONS_TABLE} (name, applied_at) values (?, ?)",
+                     (migration.name, now))
+    return [m.name for m in pending]

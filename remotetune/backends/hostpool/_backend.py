@@ -22,6 +22,7 @@ from remotetune.backends._base import (
     ReportKind,
     TrialHandle,
 )
+from remotetune.backends.hostpool import _bundle as hostlib
 from remotetune.backends.hostpool._launch import trial_files
 from remotetune.backends.hostpool._session import GpuReport, HostSession, PollItem
 from remotetune.backends.hostpool._slots import SlotTable
@@ -91,6 +92,10 @@ class HostPoolBackend(WorkerBackend):
             return info, snapshot, session.gpus() if wait_gpus else None
 
         return connect
+
+    def warm(self) -> None:
+        super().warm()
+        hostlib.packed()  # built here while the hosts' handshakes wait, not after them
 
     def _warm_work(self, worker: HostWorker) -> Callable[[], Any] | None:
         if not worker.spec.local:  # paramiko is imported here, before the thread needs it
