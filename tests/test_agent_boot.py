@@ -72,7 +72,7 @@ def test_a_host_with_this_python_uses_the_shipped_bytecode(
     monkeypatch.delenv("PYTHONDONTWRITEBYTECODE", raising=False)
     monkeypatch.setattr(sys, "dont_write_bytecode", False)  # the controller may compile
     _bundle.bundle.cache_clear()
-    _bundle.packed.cache_clear()
+    _bundle._packed.cache_clear()
     session = _open(tmp_path / "work")
     session.close()
     (lib,) = (tmp_path / "work" / "lib").iterdir()

@@ -95,7 +95,8 @@ class HostPoolBackend(WorkerBackend):
 
     def warm(self) -> None:
         super().warm()
-        hostlib.packed()  # built here while the hosts' handshakes wait, not after them
+        if any(not w.spec.local for w in self.workers.values()):
+            hostlib.packed()  # built here while the SSH handshakes wait, not after them
 
     def _warm_work(self, worker: HostWorker) -> Callable[[], Any] | None:
         if not worker.spec.local:  # paramiko is imported here, before the thread needs it
