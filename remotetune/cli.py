@@ -16,8 +16,6 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from rich.console import Console
-
 from remotetune import __version__
 from remotetune.cli_commands import add_check_parser, cmd_export, cmd_import_nni
 from remotetune.cli_homes import (
@@ -36,6 +34,7 @@ from remotetune.cli_support import (
     make_console,
     open_store,
     print_json,
+    surely_not_terminal,
     trial_json,
 )
 from remotetune.cli_update import add_limit_flags, add_update_parser
@@ -50,14 +49,14 @@ _print_json = print_json
 
 
 def cmd_trials(args: argparse.Namespace) -> int:
-    from rich.table import Table
-
     store = open_store(readonly=True)
     exp = store.experiment(args.experiment)
     trials = store.trials(exp.id)
     if args.json:
         _print_json([trial_json(t) for t in trials])
         return EXIT_OK
+    from rich.table import Table
+
     table = Table("id", "status", "host", "final", "best", "parameters", "message",
                   title=clean(exp.name))
     for t in trials:
@@ -211,23 +210,28 @@ def _add_reader_commands(sub: Any) -> None:
     p.set_defaults(func=cmd_import_nni)
 
 
-def _log_handler(err: Console) -> logging.Handler:
+def _log_handler() -> logging.Handler:
     """On a terminal, rich's handler (it prints above a live view instead of tearing
     through it); elsewhere (a pipe, a container job's log) plain lines, never padded to the
-    console's width."""
-    if err.is_terminal:
-        from rich.logging import RichHandler
+    console's width, and rich is not imported for them."""
+    if not surely_not_terminal(sys.stderr):
+        err = make_console(stderr=True)
+        if err.is_terminal:
+            from rich.logging import RichHandler
 
-        return RichHandler(console=err, show_path=False, show_time=False)
+            return RichHandler(console=err, show_path=False, show_time=False)
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter("%(levelname)-8s %(name)s: %(message)s"))
     return handler
 
 
+def _print_error(message: str) -> None:
+    make_console(stderr=True).print(error_text(message), highlight=False)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    err = make_console(stderr=True)
-    handler = _log_handler(err)
+    handler = _log_handler()
     handler.addFilter(CleanLogFilter())  # log lines carry host and trial text: data
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.WARNING,
@@ -240,10 +244,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         locate_experiment(args)  # an experiment whose file put it in another home
         return int(args.func(args))
     except (ConfigError, StoreError) as exc:
-        err.print(error_text(str(exc)), highlight=False)
+        _print_error(str(exc))
         return EXIT_USAGE
     except RemotetuneError as exc:
-        err.print(error_text(str(exc)), highlight=False)
+        _print_error(str(exc))
         return exc.exit_code if exc.exit_code != 2 else EXIT_USAGE
     except KeyboardInterrupt:
         return EXIT_STOPPED

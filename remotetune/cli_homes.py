@@ -95,8 +95,6 @@ def locate_experiment(args: argparse.Namespace) -> None:
 
 
 def cmd_ls(args: argparse.Namespace) -> int:
-    from rich.table import Table
-
     from remotetune.store import Store
 
     homes = known_homes()
@@ -114,6 +112,8 @@ def cmd_ls(args: argparse.Namespace) -> int:
     if args.json:
         print_json([_row_json(home, store, e) for home, store, e in rows])
         return EXIT_OK
+    from rich.table import Table
+
     several = len({home for home, _, _ in rows}) > 1
     table = Table("id", "name", "status", "trials", "best", "created", *(["home"] * several))
     for home, store, e in rows:

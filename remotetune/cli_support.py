@@ -8,33 +8,57 @@ terminal nothing is wrapped (``soft_wrap``), so a piped line of JSON stays one l
 from __future__ import annotations
 
 import dataclasses
+import functools
 import logging
 import os
 import sys
 from collections.abc import Sequence
-from typing import Any, NoReturn
-
-from rich.console import Console
-from rich.text import Text
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from remotetune import jsonsafe
 from remotetune.model import HostSpec, TrialRecord, TrialStatus
 from remotetune.view._safe import clean
+
+if TYPE_CHECKING:  # rich is imported when something is printed, not at start-up (40-70 ms)
+    from rich.console import Console
+    from rich.text import Text
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_HOST, EXIT_STOPPED = 0, 1, 2, 3, 130
 
 PIPE_WIDTH = 4000
 
 
-class _Console(Console):
-    """A console that goes quiet when its reader closes the pipe (``remotetune ls | head``)
-    instead of raising SystemExit(1) from whatever thread printed (rich's default)."""
+@functools.lru_cache(maxsize=1)
+def _console_class() -> type[Console]:
+    from rich.console import Console
 
-    def on_broken_pipe(self) -> None:
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, self.file.fileno())
-        os.close(devnull)
-        self.quiet = True
+    class _Console(Console):
+        """A console that goes quiet when its reader closes the pipe (``remotetune ls |
+        head``) instead of raising SystemExit(1) from whatever thread printed (rich's
+        default)."""
+
+        def on_broken_pipe(self) -> None:
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, self.file.fileno())
+            os.close(devnull)
+            self.quiet = True
+
+    return _Console
+
+
+def surely_not_terminal(stream: Any) -> bool:
+    """True where rich's ``Console.is_terminal`` would say False for ``stream``, decided
+    without importing rich (False: ask rich). Its rules: ``TTY_COMPATIBLE`` 0 or 1 decides,
+    then a set ``FORCE_COLOR``, then ``isatty()``."""
+    compatible = os.environ.get("TTY_COMPATIBLE", "")
+    if compatible in ("0", "1"):
+        return compatible == "0"
+    if os.environ.get("FORCE_COLOR") is not None:
+        return False
+    try:
+        return not stream.isatty()
+    except (AttributeError, ValueError):
+        return True
 
 
 def open_store(readonly: bool = False) -> Any:
@@ -49,7 +73,7 @@ def make_console(*, stderr: bool = False, layout: bool = False) -> Console:
     """A console for ``stderr`` or stdout. Not a terminal: lines are never wrapped and
     tables take their natural width, unless ``layout`` (the live view, drawn for a person
     at the terminal's or $COLUMNS' width)."""
-    console = _Console(stderr=stderr, markup=False)
+    console = _console_class()(stderr=stderr, markup=False)
     if not console.is_terminal:
         console.soft_wrap = True
         if not layout:
@@ -66,6 +90,8 @@ def print_json(data: Any) -> None:
 
 
 def error_text(message: str, label: str = "error:") -> Text:
+    from rich.text import Text
+
     return Text.assemble((label, "bold red"), " ", clean(message, block=True))
 
 

@@ -17,8 +17,6 @@ import re
 from collections.abc import Mapping
 from typing import Any, TypeVar
 
-from rich.markup import escape
-
 # ESC followed by an OSC/DCS/SOS/PM/APC string (ended by BEL or ST), a CSI sequence, or
 # one more character; and the 8-bit forms of the same introducers.
 _SEQUENCE = re.compile(
@@ -44,6 +42,8 @@ def clean(text: object, *, block: bool = False) -> str:
 
 def safe(text: object, *, block: bool = False) -> str:
     """:func:`clean` text, escaped for rich markup: for strings printed with markup on."""
+    from rich.markup import escape  # not at import: the CLI imports rich only when it prints
+
     return escape(clean(text, block=block))
 
 
