@@ -22,6 +22,7 @@ from remotetune.errors import (
     TransportError,
 )
 from remotetune.model import HostSpec
+from remotetune.transport._ssh_open import QuickAckSocket
 from remotetune.transport.ssh import REKEY_LIMIT, SSHTransport
 
 pytestmark = pytest.mark.ssh
@@ -91,6 +92,20 @@ def test_connection_is_tuned(transport: SSHTransport) -> None:
     assert client.sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY)
     assert client.packetizer.REKEY_BYTES == REKEY_LIMIT
     assert client.packetizer.REKEY_PACKETS == REKEY_LIMIT
+
+
+@pytest.mark.skipif(not hasattr(socket, "TCP_QUICKACK"), reason="TCP_QUICKACK is Linux's")
+def test_reads_are_acknowledged_at_once(transport: SSHTransport) -> None:
+    """sshd's small packets are not held by Nagle behind our delayed ACK (40 ms): before,
+    the first channel's confirmation waited that long after every connect (bench_connect.py
+    shows the connect's figures)."""
+    transport.connect()
+    assert transport._client is not None
+    sock = transport._client.sock
+    assert isinstance(sock, QuickAckSocket)
+    assert sock.gettimeout() is not None  # paramiko's own timeout, as on a plain socket
+    assert transport.run("echo hi").stdout == "hi\n"
+    assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_QUICKACK)  # set again after reads
 
 
 def test_agent_channel_lines_stderr_and_close(transport: SSHTransport) -> None:

@@ -3,7 +3,8 @@
 hops as Connections, ``ProxyCommand``); everything goes to paramiko through
 ``connect_kwargs``. What fabric does not do, and this module adds to every hop:
 
-- our own TCP socket: TCP_NODELAY (48 ms per exec instead of 4 ms) and the mapping of
+- our own TCP socket: TCP_NODELAY (48 ms per exec instead of 4 ms), quick ACKs on Linux
+  (:class:`QuickAckSocket`: the first channel opens 45 ms sooner) and the mapping of
   connect failures to ``name resolution`` / ``connection refused`` / ``timeout``;
 - a transport factory raising paramiko's rekey limits to 2**40 (its rekey after 512 MiB
   fails on busy connections) and preferring AES-GCM;
@@ -124,6 +125,37 @@ def _tuned_transport(sock: Any, **kwargs: Any) -> paramiko.Transport:
     return transport
 
 
+_QUICKACK = getattr(socket, "TCP_QUICKACK", None)  # Linux only
+
+
+class QuickAckSocket(socket.socket):
+    """A TCP socket that acknowledges what it receives at once: Linux's ``TCP_QUICKACK``,
+    set again after every read, since the kernel leaves quick-ack mode by itself.
+
+    sshd sets ``TCP_NODELAY`` only for sessions with a terminal, so on ours Nagle holds a
+    small packet of its until the one before is acknowledged. Right after authentication it
+    sends a global request and debug messages that need no answer; the client had nothing
+    to send back, its ACK waited for the delayed-ACK timer (40 ms), and with it the first
+    channel's confirmation: 45-50 ms of every connect, on loopback as on a real network.
+    """
+
+    def recv(self, bufsize: int, flags: int = 0) -> bytes:
+        data = super().recv(bufsize, flags)
+        try:
+            self.setsockopt(socket.IPPROTO_TCP, _QUICKACK, 1)  # type: ignore[arg-type]
+        except OSError:
+            pass
+        return data
+
+
+def _quick_ack(sock: socket.socket, timeout: float) -> socket.socket:
+    if _QUICKACK is None:
+        return sock
+    quick = QuickAckSocket(sock.family, sock.type, sock.proto, fileno=sock.detach())
+    quick.settimeout(timeout)
+    return quick
+
+
 def tcp_socket(name: str, hostname: str, port: int, timeout: float) -> socket.socket:
     where = f"{hostname}:{port}"
     try:
@@ -149,7 +181,7 @@ def tcp_socket(name: str, hostname: str, port: int, timeout: float) -> socket.so
             hint="check the network route to the host",
         ) from None
     sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-    return sock
+    return _quick_ack(sock, timeout)
 
 
 def open_chain(spec: HostSpec, cxn: Connection, *, accept_new: bool = False,
