@@ -64,6 +64,7 @@ class WorkloadResult:
     trials: int
     fill: float | None = None  # remotetune: the first fill's last start - its first (s)
     per_round: float | None = None  # remotetune: median trial length - sleep + refill gap (s)
+    end: float | None = None  # remotetune: the last trial's end to the CLI's exit (s)
 
 
 def _bench_workdir(server: SshServer) -> tuple[str, Path]:
@@ -134,7 +135,7 @@ def run_remotetune(server: SshServer, n: int, concurrency: int, sleep: float) ->
         gaps = [next(s for s in starts if s >= e) - e for e in ends if e <= starts[-1]]
         per_round = statistics.median(lengths) + statistics.median(gaps) if gaps else None
         return WorkloadResult(wall, starts[0] - t0, len(ok), starts[concurrency - 1] - starts[0],
-                              per_round)
+                              per_round, t0 + wall - ends[-1])
 
 
 # ---------------------------------------------------------------------------- NNI
@@ -281,7 +282,8 @@ def main() -> None:
                       f"{args.concurrency} on 1 sshd host: wall {rt.wall:.2f} s, first trial "
                       f"running after {rt.first:.2f} s (goal <= 1.5 s); first fill spread "
                       f"{(rt.fill or 0) * 1000:.1f} ms, per round {(rt.per_round or 0) * 1000:.1f}"
-                      " ms (trial length over the sleep + refill gap, medians)", flush=True)
+                      " ms (trial length over the sleep + refill gap, medians); last end to "
+                      f"exit {(rt.end or 0) * 1000:.0f} ms", flush=True)
                 nni_venv = args.nni_venv
                 if args.no_nni:
                     print(f"NNI skipped (--no-nni). {NNI_REFERENCE}")

@@ -31,13 +31,11 @@ along (nor loops). Empty directories are not recreated. Sockets and FIFOs are sk
 from __future__ import annotations
 
 import hashlib
-import io
 import json
 import logging
 import os
 import re
 import stat
-import tarfile
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -54,6 +52,8 @@ from remotetune.sync_packs import (  # noqa: F401 - _tar: tests build streams wi
     _load_index,
     _tar,
     _timeout,
+    blob_header,
+    padding,
     send_all,
 )
 
@@ -373,20 +373,19 @@ def freeze(root: Path, manifest: Manifest, objects_dir: Path) -> None:
     tmp = packs / f".{name}.tar.tmp"
     members: dict[str, list[int]] = {}
     try:
-        with open(tmp, "wb") as out, tarfile.open(fileobj=out, mode="w",
-                                                   format=tarfile.USTAR_FORMAT) as tar:
+        with open(tmp, "wb") as out:
+            offset = 0
             for sha, entry in needed.items():
                 data = (root / entry.path).read_bytes()
                 if hashlib.sha256(data).hexdigest() != sha:
                     raise LocalFilesError(str(root / entry.path), f"{entry.path} changed while "
                                           "the code was being frozen", hint="start the "
                                           "experiment again once edits are saved")
-                info = tarfile.TarInfo(sha)
-                info.size = len(data)
-                info.mode = 0o444
-                start = tar.offset
-                tar.addfile(info, io.BytesIO(data))
-                members[sha] = [start, tar.offset]
+                member = (blob_header(sha, len(data)), data, padding(len(data)))
+                out.writelines(member)
+                end = offset + sum(len(part) for part in member)
+                members[sha], offset = [offset, end], end
+            out.write(b"\0" * 1024)  # the end-of-archive marker: two zero blocks
         os.replace(tmp, packs / f"{name}.tar")
         write_new(str(packs / f"{name}.json"), json.dumps({"members": members}).encode())
     except OSError as exc:

@@ -101,6 +101,30 @@ def _tar(index: dict[str, _Blob], shas: Sequence[str], objects_dir: Path | None 
     return b"".join(parts)
 
 
+def blob_header(sha: str, size: int) -> bytes:
+    """The 512-byte ustar header of a blob's member: named by its sha256, a regular file,
+    mode 0444, owner 0:0, mtime 0. What ``tarfile`` writes for such a ``TarInfo`` (Python
+    3.11's, byte for byte), at a tenth of its cost: a first freeze writes thousands."""
+    name = sha.encode("ascii")
+    if len(name) > 100 or size < 0 or size >= 8**11:
+        raise ValueError(f"no ustar header for a blob named {sha!r} of {size} bytes")
+    head = b"".join((
+        name.ljust(100, b"\0"), b"0000444\0", b"0000000\0", b"0000000\0",
+        b"%011o\0" % size, b"00000000000\0",
+    ))
+    tail = b"".join((
+        b"0", b"\0" * 100, b"ustar\x0000", b"\0" * 80,  # no link target, names, device
+    ))
+    checksum = 8 * 32 + sum(head) + sum(tail)  # the checksum field counts as 8 spaces
+    header = head + b"%06o\0 " % checksum + tail
+    return header.ljust(_BLOCK, b"\0")
+
+
+def padding(size: int) -> bytes:
+    """The zeros that round a member's data up to the tar block size."""
+    return b"\0" * (-size % _BLOCK)
+
+
 def _batches(shas: Sequence[str], sizes: dict[str, int]) -> list[list[str]]:
     batches: list[list[str]] = [[]]
     used = 0

@@ -5,11 +5,13 @@ A real agent process on pipes, real trial directories and a real process group.
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -142,3 +144,43 @@ def test_input_keeps_requests_that_arrived_together(tmp_path: Path) -> None:
     assert stream.pending()  # EOF counts: the agent answers, then sees it
     assert stream.readline() == b"z"
     assert stream.readline() == b""
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="F_SETPIPE_SZ is Linux's")
+def test_input_widens_its_pipe_for_a_large_payload(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A sync payload crosses a 1 MiB pipe; the pipe is back to 64 KiB afterwards."""
+    read, write = os.pipe()
+    stream = watch.Input(os.fdopen(read, "rb", buffering=0))
+    sizes: list[int] = []
+
+    def resize(fd: int, size: int) -> None:
+        sizes.append(size)
+        real_resize(fd, size)
+        sizes.append(fcntl.fcntl(fd, 1032))  # F_GETPIPE_SZ: what the kernel made of it
+
+    real_resize = watch._resize_pipe
+    monkeypatch.setattr(watch, "_resize_pipe", resize)
+    payload = os.urandom(3 * 2**20 + 17)
+
+    def send() -> None:
+        with os.fdopen(write, "wb") as out:
+            out.write(b'{"size": 1}\nsmall' + payload)
+
+    writer = threading.Thread(target=send)
+    writer.start()
+    assert stream.readline() == b'{"size": 1}\n'
+    assert stream.read_exact(5) == b"small" and sizes == []  # a small one: left as it is
+    assert stream.read_exact(len(payload)) == payload
+    writer.join()
+    assert sizes == [watch.PIPE_BYTES, watch.PIPE_BYTES, 2**16, 2**16]
+    with pytest.raises(EOFError):
+        stream.read_exact(1)
+
+
+def test_input_leaves_what_is_not_a_pipe_alone(tmp_path: Path) -> None:
+    path = tmp_path / "requests"
+    path.write_bytes(b'{"a": 1}\n')
+    with open(path, "rb", buffering=0) as raw:
+        stream = watch.Input(raw)
+        assert not stream.pipe
+        assert stream.readline() == b'{"a": 1}\n'

@@ -3,10 +3,12 @@ and whole syncs through a real agent, locally and over a real sshd."""
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import os
 import stat
+import sys
 import tarfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,7 +17,7 @@ from typing import Any
 import pytest
 from sshd import SshServer
 
-from remotetune import sync
+from remotetune import sync, sync_packs
 from remotetune.backends.hostpool._host import syncops
 from remotetune.backends.hostpool._session import HostSession
 from remotetune.errors import SyncError
@@ -228,6 +230,40 @@ def test_freeze_packs_and_checks_blobs(tmp_path: Path) -> None:
     with tarfile.open(fileobj=io.BytesIO(sync._tar(index, sorted(index)))) as tar:
         assert sorted(tar.getnames()) == sorted(index)
         assert {tar.extractfile(m).read() for m in tar} == {b"A", b"C"}  # type: ignore[union-attr]
+
+
+def test_a_frozen_pack_is_a_tar_file_of_the_blobs(tmp_path: Path) -> None:
+    """freeze writes the members' headers itself: tarfile reads the pack back whole."""
+    root = tmp_path / "code"
+    contents = {"empty.py": "", "one.py": "x", "block.py": "b" * 512, "big.py": "y" * 70001}
+    for name, text in contents.items():
+        write(root, name, text)
+    manifest = build_manifest(root)
+    freeze(root, manifest, tmp_path / "objects")
+    (pack,) = (tmp_path / "objects" / "packs").glob("*.tar")
+    shas = {e.sha256: contents[e.path].encode() for e in manifest.entries}
+    with tarfile.open(pack) as tar:
+        members = tar.getmembers()
+        assert sorted(m.name for m in members) == sorted(shas)
+        for member in members:
+            assert member.isfile() and member.mode == 0o444 and member.mtime == 0
+            assert (member.uid, member.gid, member.uname, member.gname) == (0, 0, "", "")
+            assert tar.extractfile(member).read() == shas[member.name]  # type: ignore[union-attr]
+    assert pack.stat().st_size % 512 == 0
+
+
+@pytest.mark.parametrize("size", [0, 1, 511, 512, 513, 8**11 - 1])
+def test_blob_header_is_the_header_tarfile_writes(size: int) -> None:
+    sha = hashlib.sha256(str(size).encode()).hexdigest()
+    info = tarfile.TarInfo(sha)
+    info.size, info.mode = size, 0o444
+    header = sync_packs.blob_header(sha, size)
+    parsed = tarfile.TarInfo.frombuf(header, "utf-8", "surrogateescape")
+    assert (parsed.name, parsed.size, parsed.mode, parsed.type) == (sha, size, 0o444, b"0")
+    if sys.version_info[:2] == (3, 11):  # the version whose bytes the docstring names
+        assert header == info.tobuf(tarfile.USTAR_FORMAT, "utf-8", "surrogateescape")
+    with pytest.raises(ValueError):
+        sync_packs.blob_header(sha, 8**11)
 
 
 # ---------------------------------------------------------------------- host side directly

@@ -262,17 +262,6 @@ except ImportError:  # pragma: no cover - a bundle without slurmops
 # ---- end of the Slurm ops ----
 
 
-def _read_exact(stream, size: int) -> bytes:
-    chunks = []
-    while size > 0:
-        chunk = stream.read(size)
-        if not chunk:
-            raise EOFError("payload cut short")
-        chunks.append(chunk)
-        size -= len(chunk)
-    return b"".join(chunks)
-
-
 def failure_answer(exc: BaseException) -> dict:
     """How the agent answers a failure (a refused GPU's ``details`` included)."""
     return {"ok": False, "error": str(exc) or repr(exc), "kind": type(exc).__name__,
@@ -309,7 +298,7 @@ def _answer_requests(workdir: str, stdin, stdout) -> None:
         try:
             req = json.loads(line.decode("utf-8"))
             req_id = req.get("id")
-            payload = _read_exact(stdin, int(req["size"])) if req.get("size") else None
+            payload = stdin.read_exact(int(req["size"])) if req.get("size") else None
             handler = OPS.get(req.get("op"))
             if handler is None:
                 raise ValueError("unknown op %r" % req.get("op"))

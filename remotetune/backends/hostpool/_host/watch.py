@@ -17,8 +17,11 @@ processes' liveness is checked every ``LIVENESS_EVENTS`` seconds with inotify,
 
 from __future__ import annotations
 
+import fcntl
 import os
 import select
+import stat
+import sys
 import time
 
 try:  # on hosts: the shipped bundle; in the controller's own tree: the package
@@ -127,6 +130,27 @@ def wait_change(pids, before, wait: float, waiter: Waiter, pending, alive, sign)
         look = waiter.sleep(min(deadline, next_liveness) - now)
 
 
+PIPE_BYTES = 1 << 20  # Linux's pipe-max-size for unprivileged processes, by default
+_PIPE_DEFAULT = 1 << 16
+_SETPIPE_SZ = 1031  # fcntl.F_SETPIPE_SZ (Python 3.10+ names it; Linux only)
+
+
+def _is_pipe(fd) -> bool:
+    if fd is None or not sys.platform.startswith("linux"):
+        return False
+    try:
+        return stat.S_ISFIFO(os.fstat(fd).st_mode)
+    except OSError:
+        return False
+
+
+def _resize_pipe(fd, size: int) -> None:
+    try:
+        fcntl.fcntl(fd, _SETPIPE_SZ, size)
+    except OSError:  # over pipe-max-size or the user's pipe quota; EBUSY: it holds more
+        pass
+
+
 class Input:
     """The agent's request stream, read with ``os.read`` so that pending input is visible.
 
@@ -141,9 +165,10 @@ class Input:
             self.fd = stream.fileno()
         except (AttributeError, OSError, ValueError):
             self.fd = None
+        self.pipe = _is_pipe(self.fd)
 
-    def _fill(self) -> bool:
-        chunk = os.read(self.fd, 1 << 16)
+    def _fill(self, most: int = 1 << 16) -> bool:
+        chunk = os.read(self.fd, most)
         if not chunk:
             return False
         self.buffer += chunk
@@ -169,11 +194,32 @@ class Input:
     def read(self, size: int) -> bytes:
         if self.fd is None:
             return self.stream.read(size)
-        if not self.buffer and not self._fill():
+        if not self.buffer and not self._fill(min(max(size, 1 << 16), PIPE_BYTES)):
             return b""
         data = bytes(self.buffer[:size])
         del self.buffer[:size]
         return data
+
+    def read_exact(self, size: int) -> bytes:
+        """``size`` bytes (a request's payload). A large one crosses a pipe widened to 1 MiB
+        for the time it takes, in 16 times fewer hand-overs from sshd; the pipe then goes
+        back to 64 KiB (a user's pipes share a quota: 64 agents of one user stay within
+        it)."""
+        wide = self.pipe and size - len(self.buffer) > _PIPE_DEFAULT
+        if wide:
+            _resize_pipe(self.fd, PIPE_BYTES)
+        try:
+            chunks = []
+            while size > 0:
+                chunk = self.read(size)
+                if not chunk:
+                    raise EOFError("payload cut short")
+                chunks.append(chunk)
+                size -= len(chunk)
+            return b"".join(chunks)
+        finally:
+            if wide:
+                _resize_pipe(self.fd, _PIPE_DEFAULT)
 
     def pending(self) -> bool:
         if self.buffer:
