@@ -7,11 +7,14 @@ Runs as root (the sshd fixture needs it). Prints, for a generated tree:
 * first sync into an empty host (remotetune: manifest without cache + freeze + sync on an
   open host session; also with the connection and agent start-up counted) against
   `rsync -a` over ssh (a fresh ssh connection, as a user would run it) to the same sshd;
-  the ratio is measured in the same run (goal <= 1.5x rsync);
+  the ratio is measured in the same run (issue 12's goal: no slower than rsync, <= 1.0x);
 * re-sync with nothing changed (goal <= 0.15 s), against rsync;
 * re-sync after 10 files changed, against rsync.
 
-Figures are min / median over the repetitions, in seconds. Not a test.
+Figures are min / median over the repetitions, in seconds. Not a test. File creation
+dominates both tools' first sync and its cost varies a lot on some VMs' file systems
+(bench/README.md): ``TMPDIR=/dev/shm`` puts the host's workdir and rsync's destination on
+tmpfs.
 """
 
 from __future__ import annotations
@@ -149,7 +152,7 @@ def run(server: SshServer, tree: Path, work: Path, reps: int) -> None:
     ratio_connect = statistics.median(first_rt_connect) / statistics.median(first_rsync)
     print(f"{'':44}{'remotetune':>18}{'rsync -a over ssh':>22}")
     print(f"{'first sync (open session)':44}{fmt(first_rt):>18}{fmt(first_rsync):>22}"
-          f"   ratio {ratio:.2f}x (goal <= 1.5x)")
+          f"   ratio {ratio:.2f}x (goal <= 1.0x)")
     print(f"{'first sync incl. connect + agent start':44}{fmt(first_rt_connect):>18}"
           f"{'':>22}   ratio {ratio_connect:.2f}x")
     print(f"{'re-sync, nothing changed':44}{fmt(nochange_rt):>18}{fmt(nochange_rsync):>22}"
