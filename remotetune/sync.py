@@ -384,7 +384,8 @@ def freeze(root: Path, manifest: Manifest, objects_dir: Path) -> None:
                 member = (blob_header(sha, len(data)), data, padding(len(data)))
                 out.writelines(member)
                 end = offset + sum(len(part) for part in member)
-                members[sha], offset = [offset, end], end
+                members[sha] = [offset, end]  # what _tar copies: header, data, padding
+                offset = end
             out.write(b"\0" * 1024)  # the end-of-archive marker: two zero blocks
         os.replace(tmp, packs / f"{name}.tar")
         write_new(str(packs / f"{name}.json"), json.dumps({"members": members}).encode())
