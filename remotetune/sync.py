@@ -45,6 +45,7 @@ from typing import Any
 from remotetune.backends.hostpool._host.syncops import manifest_digest, write_new
 from remotetune.errors import LocalFilesError, SyncProtocolError
 from remotetune.sync_packs import (  # noqa: F401 - _tar: tests build streams with it
+    END_OF_ARCHIVE,
     TARS,
     AgentCaller,
     Request,
@@ -386,7 +387,7 @@ def freeze(root: Path, manifest: Manifest, objects_dir: Path) -> None:
                 end = offset + sum(len(part) for part in member)
                 members[sha] = [offset, end]  # what _tar copies: header, data, padding
                 offset = end
-            out.write(b"\0" * 1024)  # the end-of-archive marker: two zero blocks
+            out.write(END_OF_ARCHIVE)
         os.replace(tmp, packs / f"{name}.tar")
         write_new(str(packs / f"{name}.json"), json.dumps({"members": members}).encode())
     except OSError as exc:

@@ -28,6 +28,7 @@ log = logging.getLogger(__name__)
 
 PUT_BATCH_BYTES = 4 * 2**20  # small enough that the host stores one while the next travels
 _BLOCK = 512
+END_OF_ARCHIVE = b"\0" * (2 * _BLOCK)  # what ends a tar stream: two zero blocks
 
 
 class AgentCaller(Protocol):
@@ -97,7 +98,7 @@ def _tar(index: dict[str, _Blob], shas: Sequence[str], objects_dir: Path | None 
     finally:
         for handle in handles.values():
             handle.close()
-    parts.append(b"\0" * (2 * _BLOCK))  # end-of-archive marker
+    parts.append(END_OF_ARCHIVE)
     return b"".join(parts)
 
 

@@ -147,9 +147,12 @@ def test_input_keeps_requests_that_arrived_together(tmp_path: Path) -> None:
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="F_SETPIPE_SZ is Linux's")
-def test_input_widens_its_pipe_for_a_large_payload(monkeypatch: pytest.MonkeyPatch) -> None:
-    """A sync payload crosses a 1 MiB pipe; the pipe is back to 64 KiB afterwards."""
+@pytest.mark.parametrize("initial", [2**16, 2**17])  # Linux's default, and one set before
+def test_input_widens_its_pipe_for_a_large_payload(monkeypatch: pytest.MonkeyPatch,
+                                                   initial: int) -> None:
+    """A sync payload crosses a 1 MiB pipe; the pipe is back to its size afterwards."""
     read, write = os.pipe()
+    fcntl.fcntl(read, 1031, initial)  # F_SETPIPE_SZ
     stream = watch.Input(os.fdopen(read, "rb", buffering=0))
     sizes: list[int] = []
 
@@ -166,13 +169,13 @@ def test_input_widens_its_pipe_for_a_large_payload(monkeypatch: pytest.MonkeyPat
         with os.fdopen(write, "wb") as out:
             out.write(b'{"size": 1}\nsmall' + payload)
 
-    writer = threading.Thread(target=send)
+    writer = threading.Thread(target=send, daemon=True)  # never holds pytest at exit
     writer.start()
     assert stream.readline() == b'{"size": 1}\n'
     assert stream.read_exact(5) == b"small" and sizes == []  # a small one: left as it is
     assert stream.read_exact(len(payload)) == payload
     writer.join()
-    assert sizes == [watch.PIPE_BYTES, watch.PIPE_BYTES, 2**16, 2**16]
+    assert sizes == [watch.PIPE_BYTES, watch.PIPE_BYTES, initial, initial]
     with pytest.raises(EOFError):
         stream.read_exact(1)
 

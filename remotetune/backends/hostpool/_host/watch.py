@@ -131,8 +131,8 @@ def wait_change(pids, before, wait: float, waiter: Waiter, pending, alive, sign)
 
 
 PIPE_BYTES = 1 << 20  # Linux's pipe-max-size for unprivileged processes, by default
-_PIPE_DEFAULT = 1 << 16
-_SETPIPE_SZ = 1031  # fcntl.F_SETPIPE_SZ (Python 3.10+ names it; Linux only)
+_READ_BYTES = 1 << 16  # one read of the input; Linux's default pipe size
+_SETPIPE_SZ, _GETPIPE_SZ = 1031, 1032  # fcntl.F_SETPIPE_SZ / F_GETPIPE_SZ (Linux only)
 
 
 def _is_pipe(fd) -> bool:
@@ -142,6 +142,13 @@ def _is_pipe(fd) -> bool:
         return stat.S_ISFIFO(os.fstat(fd).st_mode)
     except OSError:
         return False
+
+
+def _pipe_size(fd) -> int:
+    try:
+        return fcntl.fcntl(fd, _GETPIPE_SZ)
+    except OSError:
+        return 0
 
 
 def _resize_pipe(fd, size: int) -> None:
@@ -167,7 +174,7 @@ class Input:
             self.fd = None
         self.pipe = _is_pipe(self.fd)
 
-    def _fill(self, most: int = 1 << 16) -> bool:
+    def _fill(self, most: int = _READ_BYTES) -> bool:
         chunk = os.read(self.fd, most)
         if not chunk:
             return False
@@ -194,7 +201,7 @@ class Input:
     def read(self, size: int) -> bytes:
         if self.fd is None:
             return self.stream.read(size)
-        if not self.buffer and not self._fill(min(max(size, 1 << 16), PIPE_BYTES)):
+        if not self.buffer and not self._fill(min(max(size, _READ_BYTES), PIPE_BYTES)):
             return b""
         data = bytes(self.buffer[:size])
         del self.buffer[:size]
@@ -203,9 +210,10 @@ class Input:
     def read_exact(self, size: int) -> bytes:
         """``size`` bytes (a request's payload). A large one crosses a pipe widened to 1 MiB
         for the time it takes, in 16 times fewer hand-overs from sshd; the pipe then goes
-        back to 64 KiB (a user's pipes share a quota: 64 agents of one user stay within
-        it)."""
-        wide = self.pipe and size - len(self.buffer) > _PIPE_DEFAULT
+        back to its size before, 64 KiB by default (a user's pipes share a quota: 64 agents
+        of one user stay within it)."""
+        was = _pipe_size(self.fd) if self.pipe else 0
+        wide = 0 < was < PIPE_BYTES and size - len(self.buffer) > was
         if wide:
             _resize_pipe(self.fd, PIPE_BYTES)
         try:
@@ -219,7 +227,7 @@ class Input:
             return b"".join(chunks)
         finally:
             if wide:
-                _resize_pipe(self.fd, _PIPE_DEFAULT)
+                _resize_pipe(self.fd, was)
 
     def pending(self) -> bool:
         if self.buffer:
